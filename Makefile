@@ -1,0 +1,26 @@
+# Two entry points for a fresh machine (see README):
+#   make repro   set up .venv (pinned torch + requirements) and run the pipeline (dvc repro)
+#   make test    set up .venv if needed and run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DVC_NO_ANALYTICS := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup repro test bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+repro: setup
+	. $(VENV)/bin/activate && dvc repro
+
+test: setup
+	. $(VENV)/bin/activate && python -m pytest
+
+bench: setup
+	. $(VENV)/bin/activate && for b in bench/bench_*.py; do echo "== $$b"; python $$b --quick || exit 1; done

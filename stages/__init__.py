@@ -1,0 +1,1 @@
+"""DVC stages: one thin module per stage (``python -m stages.<name>``); params section = module name."""

@@ -1,0 +1,139 @@
+"""Shared fixtures: real data built per test (or per session when expensive) in temporary folders."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may reach the Hub in tests
+
+
+def write_params(path: Path, overrides: dict | None = None) -> Path:
+    """Copy the repo's params.yaml to ``path`` with nested ``overrides`` applied."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    def merge(dst: dict, src: dict) -> None:
+        for k, v in src.items():
+            if isinstance(v, dict) and isinstance(dst.get(k), dict):
+                merge(dst[k], v)
+            else:
+                dst[k] = v
+
+    merge(params, overrides or {})
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def png_bytes(seed: int, size: int = 24, mode: str = "RGB") -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).convert(mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg_bytes(seed: int, size: int = 24) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def builtin_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in dataset downloaded once per session (read-only for tests)."""
+    from stages import download
+
+    root = tmp_path_factory.mktemp("builtin")
+    params = write_params(root / "params.yaml")
+    rc = download.main(["--params", str(params), "--out", str(root / "raw"), "--metrics", str(root / "m.json"),
+                        "--plots", str(root / "plots"), "--work_dir", str(root / "work")])
+    assert rc == 0
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """An ImageFolder tree with nested files, odd names and bad files."""
+    root = tmp_path / "tree"
+    files = {
+        "train/cat/a.png": png_bytes(1),
+        "train/cat/sub/deeper/b.jpg": jpeg_bytes(2),
+        "train/dog/c.png": png_bytes(3),
+        "train/dog/noext": png_bytes(4),
+        "train/dog/zero.JPEG": b"",
+        "train/dog/text.JPEG": b"hello, not an image",
+        "train/dog/trunc.png": png_bytes(5)[:60],
+        "val/cat/d.png": png_bytes(6),
+        "val/dog/e.png": png_bytes(7),
+        "val/dog/a.png": png_bytes(8),  # stem 'a' collides with train/cat/a.png
+        "train/.DS_Store": b"junk",
+        "README.txt": b"a readme at the root",
+    }
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(png_bytes(9))
+    (root / "train/cat/escape.png").symlink_to(outside)
+    return root
+
+
+def write_hub_shards(root: Path, splits: dict[str, int], *, names: list[str], shards_per_split: int = 2,
+                     with_paths: bool = True, seed: int = 0) -> Path:
+    """Parquet shards in the Hub's layout and schema: data/<split>-NNNNN-of-MMMMM-<hash>.parquet."""
+    rng = np.random.default_rng(seed)
+    features = {"image": {"_type": "Image"}, "label": {"names": names, "_type": "ClassLabel"}}
+    meta = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    sch = pa.schema([("image", image_type), ("label", pa.int64())], metadata=meta)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    counter = 0
+    for split, n in splits.items():
+        per = int(np.ceil(n / shards_per_split))
+        for s in range(shards_per_split):
+            rows = []
+            for _ in range(min(per, n - s * per)):
+                label = -1 if split == "test" else int(rng.integers(0, len(names)))
+                path = f"{split}_{counter:06d}.JPEG" if with_paths else None
+                rows.append(({"bytes": jpeg_bytes(counter, 32), "path": path}, label))
+                counter += 1
+            table = pa.table({"image": [r[0] for r in rows], "label": [r[1] for r in rows]}, schema=sch)
+            pq.write_table(table, root / "data" / f"{split}-{s:05d}-of-{shards_per_split:05d}-abc{s}.parquet")
+    return root
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """A git repository holding the project's tracked and untracked-not-ignored files (no data)."""
+    dst = tmp_path / "repo"
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO, check=True,
+        capture_output=True,
+    ).stdout.decode().split("\0")
+    for rel in filter(None, listing):
+        src = REPO / rel
+        if not src.is_file():
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst / rel)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "snapshot"]):
+        subprocess.run(cmd, cwd=dst, check=True, env=env, capture_output=True)
+    return dst

@@ -1,0 +1,5 @@
+"""Dataset sources (built-in, ImageFolder, Hugging Face Hub) and the raw parquet layout they share."""
+
+from vlclean.datasets.raw import ConversionStats, RawDataset, RawDatasetWriter, RawRecord, Unit
+
+__all__ = ["ConversionStats", "RawDataset", "RawDatasetWriter", "RawRecord", "Unit"]

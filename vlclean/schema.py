@@ -1,0 +1,208 @@
+"""Columns of every table that crosses a stage boundary, and one ``validate_*`` per table.
+
+A table is declared once here as an ordered mapping of column name to pyarrow type. Writers build
+their frames with :func:`empty_frame` / :func:`conform` and readers call the matching ``validate``
+function, so a missing column or a bad value fails at the boundary with the table and column named.
+
+Tables
+------
+raw shard   ``data/raw/shards/<split>-NNNNN.parquet``: one row per image, encoded bytes included.
+index       ``data/raw/index.parquet``: the raw columns without the bytes, plus ``source`` (where the
+            image came from), ``shard`` and ``row``.
+classes     ``data/raw/classes.csv``: ``label -> class_id, class_name``.
+truth       ``data/raw/truth.csv``: planted issues of the built-in dataset.
+quarantine  ``data/raw/quarantine.csv``: unreadable images (they stay in the index, ``valid=False``).
+features    ``data/features/features.parquet``: per-image hashes and quality stats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+import pyarrow as pa
+
+from vlclean.errors import SchemaError
+
+# Issue vocabulary shared by the analyzer, the VL ingester, the truth file and the tagger.
+ISSUE_TYPES: tuple[str, ...] = (
+    "duplicate",
+    "outlier",
+    "mislabel",
+    "label_outlier",
+    "blur",
+    "dark",
+    "bright",
+    "leakage",
+    "invalid",
+)
+SPLITS: tuple[str, ...] = ("train", "test")
+
+RAW_SHARD: dict[str, pa.DataType] = {
+    "image_id": pa.string(),
+    "split": pa.string(),
+    "label": pa.int64(),
+    "class_id": pa.string(),
+    "class_name": pa.string(),
+    "file_name": pa.string(),
+    "image": pa.binary(),
+    "width": pa.int32(),
+    "height": pa.int32(),
+    "format": pa.string(),
+    "file_size": pa.int64(),
+    "sha256": pa.string(),
+    "valid": pa.bool_(),
+    "error": pa.string(),
+}
+
+INDEX: dict[str, pa.DataType] = {
+    **{k: v for k, v in RAW_SHARD.items() if k != "image"},
+    "source": pa.string(),
+    "shard": pa.string(),
+    "row": pa.int64(),
+}
+
+CLASSES: dict[str, pa.DataType] = {
+    "label": pa.int64(),
+    "class_id": pa.string(),
+    "class_name": pa.string(),
+}
+
+TRUTH: dict[str, pa.DataType] = {
+    "issue": pa.string(),
+    "image_id": pa.string(),
+    "related_image_id": pa.string(),
+    "detail": pa.string(),
+}
+
+QUARANTINE: dict[str, pa.DataType] = {
+    "image_id": pa.string(),
+    "split": pa.string(),
+    "file_name": pa.string(),
+    "source": pa.string(),
+    "error": pa.string(),
+}
+
+FEATURES: dict[str, pa.DataType] = {
+    "image_id": pa.string(),
+    "valid": pa.bool_(),
+    "error": pa.string(),
+    "sha256": pa.string(),
+    "pixel_md5": pa.string(),
+    "phash": pa.uint64(),
+    "dhash": pa.uint64(),
+    "phash_mirror": pa.uint64(),
+    "dhash_mirror": pa.uint64(),
+    "brightness": pa.float32(),
+    "blur": pa.float32(),
+    "contrast": pa.float32(),
+    "width": pa.int32(),
+    "height": pa.int32(),
+    "aspect_ratio": pa.float32(),
+    "file_size": pa.int64(),
+}
+
+TABLES: dict[str, dict[str, pa.DataType]] = {
+    "raw_shard": RAW_SHARD,
+    "index": INDEX,
+    "classes": CLASSES,
+    "truth": TRUTH,
+    "quarantine": QUARANTINE,
+    "features": FEATURES,
+}
+
+
+def arrow_schema(columns: Mapping[str, pa.DataType]) -> pa.Schema:
+    """The pyarrow schema of a table declared above."""
+    return pa.schema([pa.field(name, dtype) for name, dtype in columns.items()])
+
+
+def empty_frame(columns: Mapping[str, pa.DataType]) -> pd.DataFrame:
+    """A zero-row frame with the table's columns and dtypes."""
+    return arrow_schema(columns).empty_table().to_pandas()
+
+
+def conform(frame: pd.DataFrame, columns: Mapping[str, pa.DataType], table: str) -> pd.DataFrame:
+    """Select and order the table's columns, cast to its types; extra columns are kept at the end.
+
+    Raises :class:`SchemaError` naming the table and the missing columns.
+    """
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"table '{table}' lacks column(s) {missing}; has {list(frame.columns)}")
+    extra = [c for c in frame.columns if c not in columns]
+    return frame[list(columns) + extra]
+
+
+def to_arrow(frame: pd.DataFrame, columns: Mapping[str, pa.DataType], table: str) -> pa.Table:
+    """Convert a frame to an arrow table with exactly the declared schema (extras dropped)."""
+    frame = conform(frame, columns, table)
+    try:
+        return pa.Table.from_pandas(frame[list(columns)], schema=arrow_schema(columns), preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
+        raise SchemaError(f"table '{table}': a column does not fit its declared type: {err}") from err
+
+
+def _check_unique(frame: pd.DataFrame, column: str, table: str) -> None:
+    dup = frame[column][frame[column].duplicated(keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        rows = list(dup.index[dup == first][:5])
+        raise SchemaError(f"table '{table}': {column} '{first}' appears more than once (rows {rows})")
+
+
+def _check_no_nulls(frame: pd.DataFrame, cols: list[str], table: str) -> None:
+    for col in cols:
+        nulls = frame.index[frame[col].isna()]
+        if len(nulls):
+            raise SchemaError(f"table '{table}': column '{col}' is empty at row {nulls[0]}")
+
+
+def validate_index(frame: pd.DataFrame, classes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Check the raw index: unique ids, known splits, labels present in ``classes``."""
+    frame = conform(frame, INDEX, "index")
+    _check_no_nulls(frame, ["image_id", "split", "label", "file_name", "shard", "row", "valid"], "index")
+    _check_unique(frame, "image_id", "index")
+    bad_split = frame.index[~frame["split"].isin(SPLITS)]
+    if len(bad_split):
+        i = bad_split[0]
+        raise SchemaError(f"table 'index': row {i} has split '{frame.at[i, 'split']}', expected one of {SPLITS}")
+    if classes is not None:
+        known = set(classes["label"].astype(int))
+        bad = frame.index[~frame["label"].astype(int).isin(known)]
+        if len(bad):
+            i = bad[0]
+            raise SchemaError(f"table 'index': row {i} ({frame.at[i, 'image_id']}) has label {frame.at[i, 'label']} not in classes")
+    return frame
+
+
+def validate_classes(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = conform(frame, CLASSES, "classes")
+    _check_no_nulls(frame, list(CLASSES), "classes")
+    _check_unique(frame, "label", "classes")
+    return frame
+
+
+def validate_truth(frame: pd.DataFrame, index: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Check the planted truth: known issue types, every id (and related id) present in the index."""
+    frame = conform(frame, TRUTH, "truth")
+    _check_no_nulls(frame, ["issue", "image_id"], "truth")
+    bad = frame.index[~frame["issue"].isin(ISSUE_TYPES)]
+    if len(bad):
+        raise SchemaError(f"table 'truth': row {bad[0]} has unknown issue '{frame.at[bad[0], 'issue']}'")
+    if index is not None:
+        ids = set(index["image_id"])
+        for col in ("image_id", "related_image_id"):
+            vals = frame[col].dropna()
+            vals = vals[vals != ""]
+            unknown = vals[~vals.isin(ids)]
+            if len(unknown):
+                raise SchemaError(f"table 'truth': row {unknown.index[0]} {col} '{unknown.iloc[0]}' is not in the index")
+    return frame
+
+
+def validate_features(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = conform(frame, FEATURES, "features")
+    _check_no_nulls(frame, ["image_id", "valid"], "features")
+    _check_unique(frame, "image_id", "features")
+    return frame
