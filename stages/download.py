@@ -32,6 +32,7 @@ from vlclean.storage import write_json
 @dataclass(frozen=True)
 class FolderParams:
     root: str = ""
+    no_split: Literal["train", "test"] | None = None  # a tree without split folders: all images in this split
     split_map: dict[str, str | None] = field(
         default_factory=lambda: {"train": "train", "val": "test", "validation": "test", "test": "test"}
     )
@@ -73,6 +74,7 @@ class DownloadParams:
         check_range(prefix, "builtin.test_fraction", self.builtin.test_fraction, 0.05, 0.5)
         check_range(prefix, "builtin.mislabel_fraction", self.builtin.mislabel_fraction, 0.0, 0.3)
         check_range(prefix, "builtin.image_size", self.builtin.image_size, 16, 512)
+        check_range(prefix, "builtin.texture", self.builtin.texture, 0.0, 60.0)
         for k in ("leaks_per_transform", "train_duplicates", "dark", "bright", "blur", "outliers", "invalid"):
             check_range(prefix, f"builtin.{k}", getattr(self.builtin, k), 0, 30)
         for section in (self.folder.split_map, self.hf.split_map):
@@ -117,7 +119,7 @@ def convert(p: DownloadParams, seed: int, out: Path, work_dir: Path) -> dict:
         writer.write(builtin_units(records), out, truth=truth)
         shutil.rmtree(writer.work_dir, ignore_errors=True)
     elif p.source == "folder":
-        scan = scan_folder(p.folder.root, p.folder.split_map)
+        scan = scan_folder(p.folder.root, p.folder.split_map, no_split=p.folder.no_split)
         classes = _relabel(scan.classes, _subset(scan.classes, p.classes))
         units = folder_units(p.folder.root, scan.files, classes, unit_size=p.unit_size, max_per_class=p.max_per_class)
         listing = [f.rel for f in scan.files]

@@ -27,6 +27,9 @@ def test_dvc_repro_runs_and_reruns_as_noop(repo_copy: Path) -> None:
     dvc(repo_copy, "repro")
     metrics = json.loads((repo_copy / "metrics" / "download.json").read_text())
     assert metrics["images"] > 1800 and metrics["invalid"] == 3
+    analyzed = json.loads((repo_copy / "metrics" / "analyze.json").read_text())
+    assert analyzed["images"] == metrics["images"] and analyzed["truth"]
+    assert (repo_copy / "data" / "vl" / "digits_vl_export.csv").is_file()
     assert "up to date" in dvc(repo_copy, "status")
     lock = (repo_copy / "dvc.lock").read_text()
     again = dvc(repo_copy, "repro")

@@ -41,6 +41,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:  # Pillow refuses > 2x its own limit at open time
+        raise ImageDecodeError(f"decompression bomb: {err}") from err
     except UnidentifiedImageError as err:
         raise ImageDecodeError("not an image (unrecognised format)") from err
     except (OSError, ValueError, SyntaxError) as err:

@@ -102,6 +102,38 @@ FEATURES: dict[str, pa.DataType] = {
     "file_size": pa.int64(),
 }
 
+# Normalised Visual Layer export (ingest_vl): one row per exported media item ...
+VL_MEDIA: dict[str, pa.DataType] = {
+    "media_key": pa.string(),  # media_id when the format has one, else the file path as exported
+    "file_name": pa.string(),  # basename as exported
+    "file_path": pa.string(),  # path as exported (dataset prefix included)
+    "image_id": pa.string(),  # matched dataset image ("" when unmatched or ambiguous)
+    "match": pa.string(),  # how it matched: path | name | stem | unmatched | ambiguous | no_index
+    "label_name": pa.string(),  # exported class name ("" when none)
+    "label_source": pa.string(),  # User | Model | ""
+    "uniqueness_score": pa.float64(),  # NaN when absent
+    "cluster_id": pa.string(),
+    "user_tags": pa.string(),  # ';'-joined tag names
+    "source_format": pa.string(),  # platform_json | platform_parquet | vl_datasets_csv | hub_enriched | fastdup
+    "source_file": pa.string(),
+    "extra": pa.string(),  # JSON object of fields the format notes do not name (kept, never dropped)
+}
+# ... and one row per media item x issue.
+VL_ISSUES: dict[str, pa.DataType] = {
+    "media_key": pa.string(),
+    "image_id": pa.string(),
+    "issue_type": pa.string(),  # normalised: ISSUE_TYPES, or the raw type lower-cased when unknown
+    "raw_issue_type": pa.string(),
+    "confidence": pa.float64(),  # 0..1, NaN when the format has none
+    "group_id": pa.string(),  # duplicate group id (one row per nested level)
+    "group_threshold": pa.float64(),
+    "related_file": pa.string(),  # prototype / matched image for duplicates and leakage
+    "raw_value": pa.float64(),  # the format's own score (e.g. similarity, distance)
+    "description": pa.string(),
+    "source": pa.string(),  # source_format of the row
+    "extra": pa.string(),
+}
+
 TABLES: dict[str, dict[str, pa.DataType]] = {
     "raw_shard": RAW_SHARD,
     "index": INDEX,
@@ -109,6 +141,8 @@ TABLES: dict[str, dict[str, pa.DataType]] = {
     "truth": TRUTH,
     "quarantine": QUARANTINE,
     "features": FEATURES,
+    "vl_media": VL_MEDIA,
+    "vl_issues": VL_ISSUES,
 }
 
 

@@ -52,11 +52,23 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield p
 
 
-def scan_folder(root: str | Path, split_map: Mapping[str, str | None]) -> FolderScan:
-    """List the tree's files, their split and class folder; see module doc."""
+def scan_folder(
+    root: str | Path, split_map: Mapping[str, str | None], *, no_split: str | None = None
+) -> FolderScan:
+    """List the tree's files, their split and class folder; see module doc.
+
+    With ``no_split`` (e.g. ``"train"``), a tree whose top-level folders are not split names is
+    read as ``<root>/<class>/**/<file>``, every image in split ``no_split``.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"ImageFolder root {root} does not exist or is not a directory")
+    top = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if no_split is not None and not (top & set(split_map)):
+        split_map = {name: no_split for name in top}
+        flat = True
+    else:
+        flat = False
     real_root = root.resolve()
     files: list[FolderFile] = []
     rejected: list[dict[str, str]] = []
@@ -69,6 +81,12 @@ def scan_folder(root: str | Path, split_map: Mapping[str, str | None]) -> Folder
         parts = rel.split("/")
         if any(p.startswith(".") for p in parts):
             reject(rel, "", "hidden file ignored")
+            continue
+        if flat:
+            if len(parts) < 2:
+                reject(rel, "", "not inside a <class>/ folder")
+                continue
+            files.append(FolderFile(path=path, rel=rel, split=split_map[parts[0]], class_dir=parts[0]))
             continue
         if len(parts) < 3:
             reject(rel, "", "not inside <split>/<class>/ folders")

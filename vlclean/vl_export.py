@@ -1,0 +1,440 @@
+"""Find dataset issues from features + embeddings and write them in Visual Layer's export format.
+
+The analyzer is an independent, local stand-in for Visual Layer: it reports the same issue types,
+and writes them as VL's platform export (``metadata.json`` schema 1.1: ``info`` + ``media_items``
+with ``metadata_items``), so later stages read a local export and a real VL export the same way.
+See ``../shared/VL_EXPORT_FORMAT.md``.
+
+Detection (thresholds are arguments, from ``params.yaml`` via the analyze stage):
+
+``duplicates``  hierarchical groups, one issue per similarity level like VL: the graph of pairs with
+                cosine similarity >= level (plus identical file bytes or decoded pixels, similarity 1)
+                is split into connected components; each component of 2+ images is a group.
+                ``confidence`` = the image's best similarity inside its group.
+``outliers``    images whose mean similarity to their ``k`` nearest neighbours is far below the
+                dataset's: robust z-score ``(median - s) / (1.4826 MAD)`` >= ``z``. Dark and bright
+                images are not called outliers (their exposure, not their content, sets them apart).
+``mislabels``   cleanlab's ``find_label_issues`` on out-of-sample predicted probabilities of a
+                cross-validated classifier on the embeddings; ``confidence = 1 - label quality``;
+                the suggested label is the most probable class. Outliers and invalid images are not
+                judged (an out-of-domain image has no right label to suggest).
+``dark``, ``bright``  mean brightness below / above a threshold.
+``blur``        variance of the Laplacian (at most 256 px on the shorter side) below a threshold;
+                dark and bright images are not judged for blur (low exposure flattens every edge).
+``invalid``     unreadable images (kept, with the decoder's reason).
+
+Confidences of threshold rules are 0.5 at the threshold and grow to 1 away from it, matching VL's
+UI default filter of 0.5.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from vlclean.search import embedding_self_pairs, nearest_neighbor_similarity, self_pairs
+from vlclean.storage import atomic_path
+
+SCHEMA_VERSION = "1.1"
+NAMESPACE = uuid.UUID("6f1d3a52-9a0e-4c4e-9d0b-0c1e5b2a7f11")
+VL_ISSUE_NAMES = {
+    "duplicate": "duplicates",
+    "outlier": "outliers",
+    "mislabel": "mislabels",
+    "blur": "blur",
+    "dark": "dark",
+    "bright": "bright",
+    "invalid": "invalid",
+}
+EXPORT_CSV_COLUMNS = (
+    "media_id", "image_id", "file_name", "file_path", "split", "label", "category_name",
+    "uniqueness_score", "cluster_id", "issue_type", "confidence", "duplicate_group_id",
+    "duplicate_threshold", "suggested_label", "description",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DuplicateParams:
+    levels: list[float] = field(default_factory=lambda: [0.94, 0.96, 0.98, 0.99])
+    k: int = 20  # neighbours examined per image
+    hash_distance: int = 4  # pHash and dHash both within this many bits (flip-aware): a perceptual pair
+
+
+@dataclass(frozen=True)
+class OutlierParams:
+    k: int = 5
+    z: float = 6.0
+
+
+@dataclass(frozen=True)
+class MislabelParams:
+    classifier: str = "knn"  # knn | logistic | svm
+    folds: int = 5
+    repeats: int = 1  # cross-validation repeats (different folds) averaged: steadier probabilities
+    C: float = 1.0
+    knn_k: int = 20
+    filter_by: str = "prune_by_noise_rate"
+
+
+@dataclass(frozen=True)
+class QualityParams:
+    dark_below: float = 40.0
+    bright_above: float = 215.0
+    blur_below: float = 25.0
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    duplicates: DuplicateParams = field(default_factory=DuplicateParams)
+    outliers: OutlierParams = field(default_factory=OutlierParams)
+    mislabels: MislabelParams = field(default_factory=MislabelParams)
+    quality: QualityParams = field(default_factory=QualityParams)
+    clusters: int = 0  # 0: about sqrt(N)
+    seed: int = 0
+
+
+def media_id(image_id: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"media:{image_id}"))
+
+
+def _group_id(level: float, members: list[str]) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"dup:{level:.4f}:{min(members)}"))
+
+
+# -- detectors -------------------------------------------------------------------------------------
+def duplicate_pairs(
+    embeddings: np.ndarray, exact_keys: np.ndarray, hashes: pd.DataFrame | None, p: DuplicateParams
+) -> pd.DataFrame:
+    """Candidate duplicate pairs ``a < b`` with a similarity in [0, 1]: columns ``a, b, similarity``.
+
+    Evidence, the best per pair kept: identical ``exact_keys`` (similarity 1); pHash and dHash both
+    within ``p.hash_distance`` bits, comparing mirrored hashes too (similarity ``1 - (d_p + d_d) / 128``);
+    embedding cosine similarity >= the lowest level among each image's ``p.k`` nearest neighbours.
+    ``hashes`` has columns ``phash, dhash, phash_mirror, dhash_mirror`` (uint64), rows as ``embeddings``.
+    """
+    n = len(embeddings)
+    parts = []
+    if n >= 2:
+        emb = embedding_self_pairs(embeddings, min_similarity=min(p.levels), k=min(p.k, n - 1))
+        parts.append(pd.DataFrame({"a": emb["query_idx"], "b": emb["base_idx"], "similarity": emb["similarity"]}))
+    keys = pd.Series(exact_keys)
+    same = keys[keys.duplicated(keep=False) & (keys != "")]
+    for idx in same.groupby(same).groups.values():
+        idx = np.sort(np.asarray(idx))
+        parts.append(pd.DataFrame({"a": idx[:-1], "b": idx[1:], "similarity": 1.0}))
+    if hashes is not None and n >= 2:
+        parts.append(perceptual_pairs(hashes, p.hash_distance))
+    if not parts:
+        return pd.DataFrame({"a": [], "b": [], "similarity": []})
+    pairs = pd.concat(parts, ignore_index=True)
+    return pairs.groupby(["a", "b"], as_index=False)["similarity"].max()
+
+
+def perceptual_pairs(hashes: pd.DataFrame, max_distance: int) -> pd.DataFrame:
+    """Pairs whose pHash AND dHash are within ``max_distance`` bits, flips included (see above)."""
+    ph, dh = hashes["phash"].to_numpy(np.uint64), hashes["dhash"].to_numpy(np.uint64)
+    phm, dhm = hashes["phash_mirror"].to_numpy(np.uint64), hashes["dhash_mirror"].to_numpy(np.uint64)
+    cand = self_pairs(ph, max_distance=max_distance, mirror=phm)
+    a, b = cand["query_idx"].to_numpy(), cand["base_idx"].to_numpy()
+    mirrored = cand["mirrored"].to_numpy(dtype=bool)
+    d_dh = np.where(mirrored, np.bitwise_count(dhm[a] ^ dh[b]), np.bitwise_count(dh[a] ^ dh[b]))
+    keep = d_dh <= max_distance
+    sim = 1.0 - (cand["distance"].to_numpy()[keep] + d_dh[keep]) / 128.0
+    return pd.DataFrame({"a": a[keep], "b": b[keep], "similarity": sim.astype(np.float32)})
+
+
+def find_duplicates(image_ids: np.ndarray, pairs: pd.DataFrame, levels: list[float]) -> pd.DataFrame:
+    """Duplicate groups per level from candidate ``pairs``: columns ``image_id, level, group_id, similarity``.
+
+    At each level the pairs with similarity >= level form a graph; each connected component of 2+
+    images is one group (so groups nest: a tighter level splits looser groups, like VL's).
+    """
+    n = len(image_ids)
+    a, b, s = pairs["a"].to_numpy(), pairs["b"].to_numpy(), pairs["similarity"].to_numpy()
+    rows = []
+    for level in sorted(levels):
+        keep = s >= level
+        if not keep.any():
+            continue
+        graph = coo_matrix((np.ones(keep.sum()), (a[keep], b[keep])), shape=(n, n))
+        _, comp = connected_components(graph, directed=False)
+        best = np.zeros(n, dtype=np.float32)
+        np.maximum.at(best, a[keep], s[keep])
+        np.maximum.at(best, b[keep], s[keep])
+        sizes = np.bincount(comp)
+        for c in np.flatnonzero(sizes >= 2):
+            members = np.flatnonzero(comp == c)
+            gid = _group_id(level, [image_ids[m] for m in members])
+            rows.extend((image_ids[m], level, gid, float(min(best[m], 1.0))) for m in members)
+    return pd.DataFrame(rows, columns=["image_id", "level", "group_id", "similarity"])
+
+
+def neighbour_scores(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(uniqueness, mean similarity to k nearest neighbours)`` per row."""
+    k = max(1, min(k, len(embeddings) - 1))
+    nn = nearest_neighbor_similarity(embeddings, k=k)
+    uniqueness = np.clip(1.0 - np.nan_to_num(nn[:, 0], nan=0.0), 0.0, 1.0)
+    return uniqueness, np.nanmean(nn, axis=1)
+
+
+def find_outliers(mean_sim: np.ndarray, p: OutlierParams) -> tuple[np.ndarray, np.ndarray]:
+    """``(flag, confidence)``: robust z-score of low neighbour similarity (see module doc)."""
+    med = np.median(mean_sim)
+    mad = 1.4826 * np.median(np.abs(mean_sim - med)) + 1e-9
+    z = (med - mean_sim) / mad
+    conf = np.clip(z / (2 * p.z), 0.0, 1.0)
+    return z >= p.z, conf
+
+
+def out_of_sample_probs(
+    features: np.ndarray, labels: np.ndarray, n_classes: int, p: MislabelParams, seed: int
+) -> np.ndarray:
+    """Cross-validated predicted probabilities (N, n_classes): each row from a model that never saw it.
+
+    Averaged over ``p.repeats`` repetitions with different folds.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(labels, minlength=n_classes)
+    folds = max(2, int(min(p.folds, counts[counts > 0].min())))
+    probs = np.zeros((len(labels), n_classes))
+    for r in range(p.repeats):
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + r)
+        for train, test in cv.split(features, labels):
+            probs[test] += _fit_predict(features[train], labels[train], features[test], n_classes, p, seed)
+    return probs / p.repeats
+
+
+def _fit_predict(
+    x: np.ndarray, y: np.ndarray, xt: np.ndarray, n_classes: int, p: MislabelParams, seed: int
+) -> np.ndarray:
+    out = np.zeros((len(xt), n_classes))
+    if p.classifier == "knn":
+        from vlclean.search import embedding_pairs
+
+        pairs = embedding_pairs(xt.astype(np.float32), x.astype(np.float32), min_similarity=-1.0, k=p.knn_k)
+        w = np.exp(pairs["similarity"].to_numpy() * 10.0)
+        np.add.at(out, (pairs["query_idx"].to_numpy(), y[pairs["base_idx"].to_numpy()]), w)
+        out += 1e-3
+        return out / out.sum(axis=1, keepdims=True)
+    if p.classifier == "svm":
+        model = _PlattSVC(C=p.C, random_state=seed)
+    else:
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=p.C, max_iter=2000)
+    model.fit(x, y)
+    out[:, model.classes_] = model.predict_proba(xt)
+    return out
+
+
+class _PlattSVC:
+    """RBF SVM with Platt-scaled probabilities (libsvm's internal 5-fold CV). Small datasets only."""
+
+    def __init__(self, *, C: float, random_state: int) -> None:
+        from sklearn.svm import SVC
+
+        self._svc = SVC(C=C, gamma="scale", random_state=random_state, **{"probability": True})
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self._svc.classes_
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _PlattSVC:
+        import warnings
+
+        with warnings.catch_warnings():  # sklearn 1.9 deprecates probability=True (removed in 1.11)
+            warnings.simplefilter("ignore", FutureWarning)
+            self._svc.fit(x, y)
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self._svc.predict_proba(x)
+
+
+def find_mislabels(probs: np.ndarray, labels: np.ndarray, p: MislabelParams) -> tuple[np.ndarray, np.ndarray]:
+    """``(flag, confidence)`` from cleanlab on out-of-sample ``probs`` (N, K) and given ``labels``."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    flag = find_label_issues(labels, probs, filter_by=p.filter_by)
+    quality = get_label_quality_scores(labels, probs)
+    return np.asarray(flag, dtype=bool), 1.0 - quality
+
+
+def quality_flags(features: pd.DataFrame, p: QualityParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{issue: (flag, confidence)}`` for dark, bright and blur (see module doc)."""
+    b = features["brightness"].to_numpy(dtype=np.float64)
+    sharp = features["blur"].to_numpy(dtype=np.float64)
+    dark = b < p.dark_below
+    bright = b > p.bright_above
+    blur = (sharp < p.blur_below) & ~dark & ~bright
+    return {
+        "dark": (dark, np.clip(0.5 + 0.5 * (p.dark_below - b) / p.dark_below, 0, 1)),
+        "bright": (bright, np.clip(0.5 + 0.5 * (b - p.bright_above) / (255 - p.bright_above), 0, 1)),
+        "blur": (blur, np.clip(0.5 + 0.5 * (p.blur_below - sharp) / p.blur_below, 0, 1)),
+    }
+
+
+def kmeans_clusters(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    import faiss
+
+    n_clusters = max(1, min(n_clusters, len(embeddings)))
+    if n_clusters == 1:
+        return np.zeros(len(embeddings), dtype=np.int64)
+    km = faiss.Kmeans(embeddings.shape[1], n_clusters, niter=20, seed=seed, spherical=True, verbose=False,
+                      min_points_per_centroid=1)
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    km.train(x)
+    return km.index.search(x, 1)[1][:, 0].astype(np.int64)
+
+
+# -- the whole analysis ----------------------------------------------------------------------------
+@dataclass
+class Analysis:
+    """Per-image results: ``media`` (one row per image) and ``issues`` (one row per image x issue)."""
+
+    media: pd.DataFrame
+    issues: pd.DataFrame
+
+
+def analyze(
+    index: pd.DataFrame, features: pd.DataFrame, embeddings: np.ndarray, classes: pd.DataFrame,
+    p: DetectParams, *, label_features: np.ndarray | None = None,
+) -> Analysis:
+    """Detect every issue type. ``embeddings`` (N_valid, D) are the valid images' rows in index order.
+
+    ``label_features`` (N_valid, F), when given, replace the embeddings for the label classifier.
+    """
+    feats = features.set_index("image_id").loc[index["image_id"]].reset_index()
+    valid = feats["valid"].to_numpy(dtype=bool)
+    if embeddings.shape[0] != valid.sum():
+        raise ValueError(f"{embeddings.shape[0]} embeddings for {valid.sum()} valid images")
+    ids = index["image_id"].to_numpy()
+    vids = ids[valid]
+    issues: list[pd.DataFrame] = []
+
+    def add(issue: str, where: np.ndarray, conf: np.ndarray, **extra: object) -> None:
+        issues.append(pd.DataFrame({"image_id": vids[where], "issue": issue, "confidence": conf[where], **{
+            k: (np.asarray(v)[where] if isinstance(v, np.ndarray) else v) for k, v in extra.items()}}))
+
+    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+    quality = quality_flags(feats.loc[valid], p.quality)
+    uniqueness = np.ones(len(vids))
+    cluster = np.full(len(ids), "", dtype=object)
+    if len(vids) >= 2:
+        uniqueness, mean_sim = neighbour_scores(emb, p.outliers.k)
+        out_flag, out_conf = find_outliers(mean_sim, p.outliers)
+        out_flag &= ~(quality["dark"][0] | quality["bright"][0])
+        add("outlier", out_flag, out_conf)
+        hashes = feats.loc[valid, ["phash", "dhash", "phash_mirror", "dhash_mirror"]].reset_index(drop=True)
+        pairs = duplicate_pairs(emb, feats.loc[valid, "pixel_md5"].to_numpy(), hashes, p.duplicates)
+        dups = find_duplicates(vids, pairs, p.duplicates.levels)
+        if len(dups):
+            issues.append(dups.rename(columns={"level": "duplicate_threshold", "group_id": "duplicate_group_id",
+                                               "similarity": "confidence"}).assign(issue="duplicate"))
+        labels = index.loc[valid, "label"].to_numpy(dtype=np.int64)
+        probs = out_of_sample_probs(label_features if label_features is not None else emb, labels,
+                                    len(classes), p.mislabels, p.seed)
+        mis_flag, mis_conf = find_mislabels(probs, labels, p.mislabels)
+        mis_flag &= ~out_flag
+        add("mislabel", mis_flag, mis_conf, suggested_label=probs.argmax(axis=1))
+        n_clusters = p.clusters or int(round(math.sqrt(len(vids))))
+        cluster[valid] = [str(uuid.uuid5(NAMESPACE, f"cluster:{c}")) for c in kmeans_clusters(emb, n_clusters, p.seed)]
+    for issue, (flag, conf) in quality.items():
+        add(issue, flag, conf)
+    bad = feats.loc[~valid]
+    if len(bad):
+        issues.append(pd.DataFrame({"image_id": bad["image_id"], "issue": "invalid", "confidence": 1.0,
+                                    "description": bad["error"]}))
+    all_issues = pd.concat(issues, ignore_index=True) if issues else pd.DataFrame(columns=["image_id", "issue"])
+    for col in ("duplicate_group_id", "duplicate_threshold", "suggested_label", "description"):
+        if col not in all_issues:
+            all_issues[col] = pd.NA
+    media = index[["image_id", "file_name", "split", "label", "class_name", "width", "height", "file_size"]].copy()
+    media["uniqueness_score"] = np.nan
+    media.loc[valid, "uniqueness_score"] = uniqueness
+    media["cluster_id"] = cluster
+    return Analysis(media=media, issues=all_issues)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def _file_size(n: int) -> str:
+    return f"{n / 1024:.2f}KB" if n < 1024**2 else f"{n / 1024**2:.2f}MB"
+
+
+def _metadata_items(issues: pd.DataFrame, class_names: dict[int, str]) -> list[dict]:
+    items = []
+    for r in issues.itertuples(index=False):
+        props: dict[str, object] = {"issue_type": VL_ISSUE_NAMES[r.issue], "confidence": round(float(r.confidence), 4)}
+        if r.issue == "duplicate":
+            props["duplicate_group_id"] = r.duplicate_group_id
+            props["duplicate_threshold"] = round(float(r.duplicate_threshold), 4)
+        if r.issue == "mislabel" and not pd.isna(r.suggested_label):
+            props["suggested_label"] = class_names.get(int(r.suggested_label), str(r.suggested_label))
+        if isinstance(r.description, str) and r.description:
+            props["issues_description"] = r.description
+        items.append({"type": "issue", "properties": props})
+    return items
+
+
+def iter_media_items(analysis: Analysis, classes: pd.DataFrame, dataset: str) -> Iterator[dict]:
+    names = dict(zip(classes["label"].astype(int), classes["class_name"]))
+    by_image = dict(tuple(analysis.issues.groupby("image_id", sort=False)))
+    for m in analysis.media.itertuples(index=False):
+        meta = [{"type": "image_label", "properties": {"category_name": m.class_name, "source": "User",
+                                                       "original_id": str(m.label)}}]
+        if m.image_id in by_image:
+            meta.extend(_metadata_items(by_image[m.image_id], names))
+        yield {
+            "media_id": media_id(m.image_id),
+            "media_type": "image",
+            "file_name": m.file_name,
+            "file_path": f"{dataset}/{m.file_name}",
+            "file_size": _file_size(int(m.file_size)),
+            "height": int(m.height),
+            "width": int(m.width),
+            "url": "",
+            "cluster_id": m.cluster_id or None,
+            "uniqueness_score": None if pd.isna(m.uniqueness_score) else round(float(m.uniqueness_score), 4),
+            "media_status": "indexed",
+            "metadata_items": meta,
+        }
+
+
+def write_export_json(path: str | Path, analysis: Analysis, classes: pd.DataFrame, dataset: str,
+                      *, description: str = "") -> None:
+    """Stream the export to ``path`` atomically (one media item at a time, bounded memory)."""
+    info = {"schema_version": SCHEMA_VERSION, "dataset": dataset, "description": description or
+            f"{dataset}: local analysis by vl-imagenet-cleaning", "dataset_url": "", "export_time": "",
+            "exported_by": "vlclean.analyze", "total_media_items": len(analysis.media)}
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        fh.write('{"info": ' + json.dumps(info) + ', "media_items": [\n')
+        for i, item in enumerate(iter_media_items(analysis, classes, dataset)):
+            fh.write(("" if i == 0 else ",\n") + json.dumps(item))
+        fh.write("\n]}\n")
+
+
+def export_table(analysis: Analysis, classes: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The flat export: one row per image x issue; images without issues get one row, issue empty."""
+    names = dict(zip(classes["label"].astype(int), classes["class_name"]))
+    media = analysis.media.assign(media_id=lambda f: f["image_id"].map(media_id),
+                                  file_path=lambda f: dataset + "/" + f["file_name"],
+                                  category_name=lambda f: f["class_name"])
+    issues = analysis.issues.assign(issue_type=lambda f: f["issue"].map(VL_ISSUE_NAMES))
+    issues["suggested_label"] = issues["suggested_label"].map(
+        lambda v: "" if pd.isna(v) else names.get(int(v), str(v)))
+    flat = media.merge(issues.drop(columns=["issue"]), on="image_id", how="left")
+    flat["issue_type"] = flat["issue_type"].fillna("")
+    flat["confidence"] = flat["confidence"].astype(float).round(4)
+    flat["uniqueness_score"] = flat["uniqueness_score"].astype(float).round(4)
+    return flat[list(EXPORT_CSV_COLUMNS)]
