@@ -66,6 +66,20 @@ def builtin_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def builtin_analyzed(builtin_raw: Path) -> Path:
+    """The built-in dataset after the analyze stage (features, embeddings, VL-format export)."""
+    from stages import analyze
+
+    root = builtin_raw
+    params = write_params(root / "params.yaml")
+    rc = analyze.main(["--params", str(params), "--raw", str(root / "raw"), "--features", str(root / "features"),
+                       "--export", str(root / "vl" / "digits_vl_export.json"), "--metrics", str(root / "analyze.json"),
+                       "--plots", str(root / "plots_analyze"), "--work_dir", str(root / "work_analyze")])
+    assert rc == 0
+    return root
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     """An ImageFolder tree with nested files, odd names and bad files."""
@@ -137,3 +151,55 @@ def repo_copy(tmp_path: Path) -> Path:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "snapshot"]):
         subprocess.run(cmd, cwd=dst, check=True, env=env, capture_output=True)
     return dst
+
+
+def write_photo_leak_folders(root: Path, *, n_test: int = 36, per_transform: int = 2, seed: int = 0):
+    """Two ImageFolder trees of real photographs with planted leaks and hard negatives.
+
+    Test images are distinct crops of the sample photos that scikit-learn and matplotlib ship
+    (256 px, JPEG q90). Train holds ``per_transform`` copies of test images under every leak transform,
+    plus hard negatives: other, partly overlapping crops of the same photographs. Returns
+    ``(train_dir, test_dir, {(test_path, train_path): transform})``.
+    """
+    from vlclean.datasets.builtin import LEAK_TRANSFORMS, _sample_photos, _transform
+
+    rng = np.random.default_rng(seed)
+    photos = _sample_photos()
+    train_dir, test_dir = root / "train", root / "val"
+
+    def crop(photo: Image.Image, cx: float, cy: float, side: int) -> Image.Image:
+        left = int(np.clip(cx - side / 2, 0, photo.width - side))
+        top = int(np.clip(cy - side / 2, 0, photo.height - side))
+        return photo.crop((left, top, left + side, top + side)).resize((256, 256), Image.LANCZOS)
+
+    tests = []
+    for i in range(n_test):
+        photo = photos[i % len(photos)]
+        side = int(min(photo.size) * rng.uniform(0.25, 0.45))
+        cx, cy = rng.uniform(side / 2, photo.width - side / 2), rng.uniform(side / 2, photo.height - side / 2)
+        tests.append((photo, cx, cy, side, crop(photo, cx, cy, side)))
+    truth = {}
+    for i, (_, _, _, _, img) in enumerate(tests):
+        path = test_dir / f"class{i % 4}" / f"test_{i:03d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img.save(path, "JPEG", quality=90)
+    k = 0
+    for t, name in enumerate(LEAK_TRANSFORMS):
+        for j in range(per_transform):
+            i = (t * per_transform + j) % n_test
+            src = test_dir / f"class{i % 4}" / f"test_{i:03d}.jpg"
+            data, ext = (src.read_bytes(), "jpg") if name == "exact" else _transform(name)(tests[i][4])
+            dst = train_dir / f"class{i % 4}" / f"copy_{k:03d}.{ext}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(data)
+            truth[(str(src), str(dst))] = name
+            k += 1
+    for i, (photo, cx, cy, side, _) in enumerate(tests):  # hard negatives: shifted / zoomed crops of the same photo
+        for j, (dx, dy, zoom) in enumerate(((0.35, 0.0, 1.0), (0.0, -0.35, 1.0), (0.0, 0.0, 1.6))):
+            # shift away from the photo's edge so the negative never collapses onto the test crop
+            dx = dx if cx + side * (0.5 + dx) <= photo.width else -dx
+            dy = dy if cy - side * (0.5 - dy) >= 0 else -dy
+            img = crop(photo, cx + dx * side, cy + dy * side, min(int(side * zoom), min(photo.size)))
+            dst = train_dir / f"class{i % 4}" / f"other_{i:03d}_{j}.jpg"
+            img.save(dst, "JPEG", quality=90)
+    return train_dir, test_dir, truth

@@ -16,17 +16,6 @@ from vlclean.encode import load_embeddings, load_features
 from vlclean.vl_export import find_duplicates, find_outliers, OutlierParams
 
 
-@pytest.fixture(scope="session")
-def builtin_analyzed(builtin_raw: Path) -> Path:
-    root = builtin_raw
-    params = write_params(root / "params.yaml")
-    rc = analyze.main(["--params", str(params), "--raw", str(root / "raw"), "--features", str(root / "features"),
-                       "--export", str(root / "vl" / "digits_vl_export.json"), "--metrics", str(root / "analyze.json"),
-                       "--plots", str(root / "plots_analyze"), "--work_dir", str(root / "work_analyze")])
-    assert rc == 0
-    return root
-
-
 def test_every_planted_issue_type_is_found(builtin_analyzed: Path) -> None:
     """The acceptance bar: recall >= 0.9 and precision >= 0.8 per type (mislabels: F1 >= 0.8)."""
     m = json.loads((builtin_analyzed / "analyze.json").read_text())

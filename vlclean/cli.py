@@ -12,6 +12,10 @@ from vlclean.errors import VLCleanError
 log = logging.getLogger("vlclean")
 
 
+class UsageError(VLCleanError):
+    """Flags that do not fit together."""
+
+
 def parser(description: str | None) -> argparse.ArgumentParser:
     """An argument parser with ``--params`` (the params file, default ``params.yaml``)."""
     p = argparse.ArgumentParser(description=(description or "").strip().splitlines()[0] if description else None)

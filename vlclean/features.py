@@ -629,3 +629,33 @@ def compute_hashes(
         _hashes_of_chunk, images, HASH_COLUMNS,
         workers=workers, chunk_size=chunk_size, draft=draft, progress=progress, pool=pool,
     )  # fmt: skip
+
+
+def centre_crop_hashes(
+    datas: Sequence[bytes], scales: Sequence[float], *, draft: bool = True
+) -> dict[float, dict[str, np.ndarray]]:
+    """The four hashes of the centred crop at each of ``scales`` (fraction of each side) of each image.
+
+    Query expansion for copy detection: the pHash of a test image's central 90 % equals the pHash of
+    a train copy that *is* that crop, which the full-image hash (not crop-robust) misses. Returns
+    ``{scale: {"phash", "dhash", "phash_mirror", "dhash_mirror"}}``, arrays ``(N,)`` uint64; unreadable
+    images get zeros (callers exclude invalid rows).
+    """
+    inputs: dict[float, list[HashInputs]] = {s: [] for s in scales}
+    blank = HashInputs(gray32=np.zeros((PHASH_SIDE, PHASH_SIDE), np.uint8), gray9x8=None)
+    for data in datas:
+        try:
+            gray = load_rgb(data, draft_size=(4 * PHASH_SIDE, 4 * PHASH_SIDE) if draft else None).convert("L")
+        except _DECODE_ERRORS:
+            for s in scales:
+                inputs[s].append(blank)
+            continue
+        w, h = gray.size
+        for s in scales:
+            cw, ch = w * s, h * s
+            box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
+            inputs[s].append(HashInputs(gray32=np.asarray(gray.resize((PHASH_SIDE, PHASH_SIDE), _LANCZOS, box=box)),
+                                        gray9x8=np.asarray(gray.resize((DHASH_SHAPE[1], DHASH_SHAPE[0]), _LANCZOS, box=box))))
+    if not datas:
+        return {s: {k: np.zeros(0, np.uint64) for k in ("phash", "dhash", "phash_mirror", "dhash_mirror")} for s in scales}
+    return {s: _hashes_batch(items) for s, items in inputs.items()}

@@ -42,3 +42,48 @@ def save_figure(fig, png_path: str | Path) -> None:
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def line_plot(
+    frame: pd.DataFrame, *, x: str, ys: list[str], facet: str | None = None, csv_path: str | Path,
+    png_path: str | Path, title: str,
+) -> None:
+    """Write ``frame`` as DVC plot data and a PNG of ``ys`` against ``x`` (one panel per ``facet``)."""
+    write_csv(csv_path, frame)
+    plt = _pyplot()
+    groups = list(frame.groupby(facet, sort=False)) if facet else [(None, frame)]
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(5.5 * max(1, len(groups)), 4), squeeze=False)
+    for ax, (name, g) in zip(axes[0], groups):
+        for y in ys:
+            ax.plot(g[x], g[y], marker="o", markersize=3, label=y)
+        ax.set_xlabel(str(name) if name is not None else x)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, png_path)
+
+
+def distance_histogram_plot(pairs: pd.DataFrame, *, csv_path: str | Path, png_path: str | Path) -> None:
+    """Distances of found pairs per method (pHash bits for perceptual/exact, 1 - cosine for embedding)."""
+    import numpy as np
+
+    rows = []
+    for tier, g in pairs.groupby("tier"):
+        values = g["distance"].astype(float).to_numpy()
+        counts, edges = np.histogram(values, bins=10, range=(0.0, max(1.0, float(values.max(initial=0.0)))))
+        rows.extend((tier, round(float(a), 4), int(c)) for a, c in zip(edges[:-1], counts))
+    frame = pd.DataFrame(rows, columns=["tier", "distance", "pairs"])
+    write_csv(csv_path, frame)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for tier, g in pairs.groupby("tier"):
+        ax.hist(g["distance"].astype(float), bins=20, alpha=0.6, label=f"{tier} ({len(g)})")
+    ax.set_xlabel("distance (pHash bits; 1 - cosine for embedding-only pairs)")
+    ax.set_ylabel("test-train pairs")
+    ax.set_title("Distances of the leak pairs found")
+    if len(pairs):
+        ax.legend()
+    fig.tight_layout()
+    save_figure(fig, png_path)

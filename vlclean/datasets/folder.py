@@ -163,3 +163,24 @@ def folder_units(
 
     chunks = [keep[i : i + unit_size] for i in range(0, len(keep), unit_size)]
     return [Unit(name=f"folder-{i:05d}", records=lambda c=c: make(c)) for i, c in enumerate(chunks)]
+
+
+def list_image_files(root: str | Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Every regular file below ``root`` (any depth, any extension) as sorted relative paths, and the
+    refused ones with a reason (hidden files, symlinks pointing outside ``root``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root} does not exist or is not a directory")
+    real_root = root.resolve()
+    files, refused = [], []
+    for path in _walk(root):
+        rel = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")):
+            refused.append((rel, "hidden file ignored"))
+        elif path.is_symlink() and not path.resolve().is_relative_to(real_root):
+            refused.append((rel, "symlink points outside the folder (refused)"))
+        elif path.resolve().is_file():
+            files.append(rel)
+        else:
+            refused.append((rel, "not a regular file"))
+    return files, refused

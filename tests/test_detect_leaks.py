@@ -1,0 +1,98 @@
+"""detect_leaks: the quality target on the built-in dataset and on real photographs, outputs, standalone use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from stages import detect_leaks
+from tests.conftest import write_params, write_photo_leak_folders
+from vlclean.datasets import RawDataset
+from vlclean.datasets.builtin import LEAK_TRANSFORMS
+from vlclean.errors import ParamsError
+from vlclean.config import from_dict
+from vlclean.leaks import PAIR_COLUMNS, LeakParams
+
+
+@pytest.fixture(scope="session")
+def builtin_leaks(builtin_analyzed: Path) -> Path:
+    root = builtin_analyzed
+    rc = detect_leaks.main(["--params", str(root / "params.yaml"), "--raw", str(root / "raw"),
+                            "--features", str(root / "features"), "--output", str(root / "leaks.csv"),
+                            "--by_test", str(root / "by_test.csv"), "--metrics", str(root / "leaks.json"),
+                            "--plots", str(root / "plots_leaks")])
+    assert rc == 0
+    return root
+
+
+def test_quality_target_on_the_builtin_dataset(builtin_leaks: Path) -> None:
+    """Pair recall >= 0.95 at pair precision >= 0.95 with default params, every transform reported."""
+    m = json.loads((builtin_leaks / "leaks.json").read_text())
+    pairs = m["truth"]["test-train"]
+    assert pairs["recall"] >= 0.95 and pairs["precision"] >= 0.95, pairs
+    assert set(m["truth"]["per_transform"]) == set(LEAK_TRANSFORMS)
+    assert m["truth"]["train-train"]["recall"] >= 0.95  # planted duplicates inside train
+    assert m["leaked_per_tier"]["exact"]["count"] >= 8  # exact + PNG re-encode copies
+    assert m["leaked_per_tier"]["similar"]["count"] >= m["leaked_per_tier"]["near_duplicate"]["count"]
+
+
+def test_outputs_report_and_per_test_view(builtin_leaks: Path) -> None:
+    report = pd.read_csv(builtin_leaks / "leaks.csv", keep_default_na=False)
+    assert list(report.columns) == list(PAIR_COLUMNS)
+    assert set(report["scope"]) <= {"test-train", "test-test", "train-train"}
+    assert set(report["tier"]) <= {"exact", "near_duplicate", "similar"}
+    raw = RawDataset.open(builtin_leaks / "raw")
+    index = raw.index()
+    invalid = set(index.loc[~index["valid"], "image_id"])
+    assert not (set(report["test_id"]) | set(report["train_id"])) & invalid  # unreadable files never pair
+    by_test = pd.read_csv(builtin_leaks / "by_test.csv", keep_default_na=False)
+    assert sorted(by_test["test_id"]) == sorted(index.loc[index["split"] == "test", "image_id"])
+    cross = report[report["scope"] == "test-train"]
+    assert set(by_test.loc[by_test["leaked"], "test_id"]) == set(cross["test_id"])
+    for name in ("calibration.png", "distances.png"):
+        assert (builtin_leaks / "plots_leaks" / name).read_bytes()[:4] == b"\x89PNG"
+    curve = pd.read_csv(builtin_leaks / "plots_leaks" / "calibration.csv")
+    assert {"perceptual (pHash bits)", "embedding (cosine)"} == set(curve["method"])
+
+
+def test_quality_target_on_real_photographs(tmp_path: Path) -> None:
+    """Crops of real photos, their transformed copies and overlapping crops of the same photos as
+    hard negatives; the standalone command with default params."""
+    train, test, truth = write_photo_leak_folders(tmp_path / "photos")
+    out = tmp_path / "report.csv"
+    params = write_params(tmp_path / "params.yaml")
+    assert detect_leaks.main(["--params", str(params), "--dataset", "photos", "--train_dir", str(train),
+                              "--test_dir", str(test), "--output", str(out)]) == 0
+    report = pd.read_csv(out)
+    cross = report[report["scope"] == "test-train"]
+    found = set(zip(cross["test_path"], cross["train_path"]))
+    tp = len(found & set(truth))
+    assert tp / len(truth) >= 0.95, [v for k, v in truth.items() if k not in found]
+    assert tp / len(found) >= 0.95, sorted(found - set(truth))
+
+
+def test_standalone_perceptual_on_two_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    train, test, truth = write_photo_leak_folders(tmp_path / "photos", n_test=12, per_transform=1)
+    (train / "class0" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    out = tmp_path / "f.csv"
+    rc = detect_leaks.main(["--params", str(tmp_path / "none.yaml"), "--dataset", "imagenet1k",
+                            "--train_dir", str(train), "--test_dir", str(test), "--output", str(out),
+                            "--methods", "perceptual"])
+    assert rc == 0
+    assert "unreadable:" in capsys.readouterr().err
+    report = pd.read_csv(out)
+    assert set(report["method"]) <= {"perceptual"}
+    assert report["test_path"].map(lambda p: Path(p).is_file()).all()  # paths as found on disk
+    found = set(zip(report["test_path"], report["train_path"]))
+    hflip = [k for k, v in truth.items() if v == "hflip"]
+    assert hflip and set(hflip) <= found
+
+
+def test_params_are_validated() -> None:
+    with pytest.raises(ParamsError, match="detect_leaks.methods"):
+        from_dict(LeakParams, {"methods": ["sift"]}, "detect_leaks")
+    with pytest.raises(ParamsError, match="detect_leaks.phash_max"):
+        from_dict(LeakParams, {"phash_max": 70}, "detect_leaks")

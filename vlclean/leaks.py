@@ -1,0 +1,320 @@
+"""Train/test leak detection: find copies of test images in train (and duplicates within a split).
+
+Encodings in, pairs out: the caller passes each side's features (hashes, digests) and embeddings;
+the search is always an index (multi-index hashing for hashes, faiss for embeddings), never a dense
+matrix or a Python double loop. Every pair keeps the evidence of every method that found it.
+
+Methods
+-------
+``exact``       identical file bytes (sha256) or identical decoded pixels (pixel md5).
+``perceptual``  pHash within ``phash_max`` AND dHash within ``dhash_max`` bits, comparing the test
+                image's mirrored hashes too (flip-robust) and the hashes of its centred crops at
+                ``crop_scales`` (crop-robust query expansion: a train copy that *is* the central 90 %
+                of a test image has that crop's hashes).
+``embedding``   cosine similarity >= ``min_similarity`` among each image's ``k`` nearest neighbours,
+                confirmed by a loose pHash distance <= ``confirm_phash_max`` (flip-aware) so that two
+                different photos of one scene are not called copies.
+
+Tiers (best evidence wins): ``exact``; ``near_duplicate`` (perceptual, or embedding similarity >=
+``near_similarity``); ``similar`` (embedding only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from vlclean.errors import ParamsError
+from vlclean.search import embedding_pairs, embedding_self_pairs, hamming_pairs, self_pairs
+
+METHODS: tuple[str, ...] = ("exact", "perceptual", "embedding")
+TIERS: tuple[str, ...] = ("exact", "near_duplicate", "similar")
+SCOPES: tuple[str, ...] = ("test-train", "test-test", "train-train")
+PAIR_COLUMNS: tuple[str, ...] = (
+    "test_id", "test_path", "train_id", "train_path", "method", "distance", "tier", "scope",
+    "phash_distance", "dhash_distance", "similarity", "mirrored", "query_crop",
+)  # fmt: skip
+BY_TEST_COLUMNS: tuple[str, ...] = ("test_id", "test_path", "leaked", "tier", "method", "matches", "train_ids")
+
+
+@dataclass(frozen=True)
+class LeakParams:
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    phash_max: int = 4
+    dhash_max: int = 6
+    crop_scales: list[float] = field(default_factory=lambda: [0.9, 0.8])
+    min_similarity: float = 0.92
+    near_similarity: float = 0.97
+    confirm_phash_max: int = 12
+    k: int = 10
+    index: str = "auto"  # auto | flat | ivf | hnsw (faiss, embeddings)
+    scopes: list[str] = field(default_factory=lambda: list(SCOPES))
+
+    def validate(self, prefix: str) -> None:
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ParamsError(f"params key '{prefix}.methods': {self.methods} must be a non-empty subset of {list(METHODS)}")
+        bad = [s for s in self.scopes if s not in SCOPES]
+        if bad or "test-train" not in self.scopes:
+            raise ParamsError(f"params key '{prefix}.scopes': {self.scopes} must include 'test-train' and be a subset of {list(SCOPES)}")
+        for name in ("phash_max", "dhash_max", "confirm_phash_max"):
+            v = getattr(self, name)
+            if not 0 <= v <= 64:
+                raise ParamsError(f"params key '{prefix}.{name}': {v} is outside [0, 64]")
+        for name in ("min_similarity", "near_similarity"):
+            v = getattr(self, name)
+            if not -1.0 <= v <= 1.0:
+                raise ParamsError(f"params key '{prefix}.{name}': {v} is outside [-1, 1]")
+        if any(not 0.3 <= c < 1.0 for c in self.crop_scales):
+            raise ParamsError(f"params key '{prefix}.crop_scales': {self.crop_scales} must lie in [0.3, 1)")
+        if self.index not in ("auto", "flat", "ivf", "hnsw"):
+            raise ParamsError(f"params key '{prefix}.index': {self.index!r} is not one of ['auto', 'flat', 'ivf', 'hnsw']")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One set of images: ids, display paths, features (FEATURES columns) and embeddings (N, D) or None."""
+
+    ids: np.ndarray
+    paths: np.ndarray
+    features: pd.DataFrame
+    embeddings: np.ndarray | None
+    crop_hashes: dict[float, dict[str, np.ndarray]] = field(default_factory=dict)  # query expansion
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if len(self.paths) != n or len(self.features) != n or (self.embeddings is not None and len(self.embeddings) != n):
+            raise ValueError(f"side has {n} ids but {len(self.paths)} paths, {len(self.features)} feature rows")
+
+
+def _hashes(side: Side) -> dict[str, np.ndarray]:
+    return {c: side.features[c].to_numpy(np.uint64) for c in ("phash", "dhash", "phash_mirror", "dhash_mirror")}
+
+
+def _pair_distances(q: dict, b: dict, qi: np.ndarray, bi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flip-aware (pHash, dHash, mirrored) distances of given pairs."""
+    plain = np.bitwise_count(q["phash"][qi] ^ b["phash"][bi])
+    flipped = np.bitwise_count(q["phash_mirror"][qi] ^ b["phash"][bi])
+    mirrored = flipped < plain
+    dp = np.minimum(plain, flipped)
+    dd = np.where(mirrored, np.bitwise_count(q["dhash_mirror"][qi] ^ b["dhash"][bi]),
+                  np.bitwise_count(q["dhash"][qi] ^ b["dhash"][bi]))
+    return dp.astype(np.int64), dd.astype(np.int64), mirrored
+
+
+def _exact_pairs(q: Side, b: Side, same: bool) -> pd.DataFrame:
+    qv, bv = _valid_rows(q), _valid_rows(b)
+    frames = []
+    for col in ("sha256", "pixel_md5"):
+        left = pd.DataFrame({"key": q.features[col].to_numpy()[qv], "qi": qv})
+        right = pd.DataFrame({"key": b.features[col].to_numpy()[bv], "bi": bv})
+        m = left.merge(right, on="key")[["qi", "bi"]]
+        frames.append(m[m["qi"] < m["bi"]] if same else m)
+    out = pd.concat(frames, ignore_index=True).drop_duplicates()
+    return out.assign(method="exact")
+
+
+def _perceptual_pairs(q: Side, b: Side, p: LeakParams, same: bool) -> pd.DataFrame:
+    """Unreadable images (hashes 0) never take part. Columns ``qi, bi, method, dp, dd, crop``."""
+    qv, bv = _valid_rows(q), _valid_rows(b)
+    bh = _hashes(b)
+    variants = [(1.0, _hashes(q))] + ([] if same else [(s, q.crop_hashes[s]) for s in p.crop_scales if s in q.crop_hashes])
+    frames = []
+    for scale, qh in variants:
+        if same:
+            cand = self_pairs(qh["phash"][qv], max_distance=p.phash_max, mirror=qh["phash_mirror"][qv])
+            qi, bi = qv[cand["query_idx"].to_numpy()], qv[cand["base_idx"].to_numpy()]
+        else:
+            cand = hamming_pairs(qh["phash"][qv], bh["phash"][bv], max_distance=p.phash_max,
+                                 query_mirror=qh["phash_mirror"][qv])
+            qi, bi = qv[cand["query_idx"].to_numpy()], bv[cand["base_idx"].to_numpy()]
+        dp, dd, _ = _pair_distances(qh, bh, qi, bi)
+        keep = dd <= p.dhash_max
+        frames.append(pd.DataFrame({"qi": qi[keep], "bi": bi[keep], "method": "perceptual", "dp": dp[keep],
+                                    "dd": dd[keep], "crop": scale}))
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values(["dp", "dd"]).drop_duplicates(["qi", "bi"], keep="first")
+
+
+def _embedding_pairs(q: Side, b: Side, p: LeakParams, same: bool) -> pd.DataFrame:
+    if q.embeddings is None or b.embeddings is None:
+        raise ParamsError("method 'embedding' needs embeddings for both sides (run analyze, or drop the method)")
+    qv, bv = _valid_rows(q), _valid_rows(b)
+    if len(qv) == 0 or len(bv) < (2 if same else 1):
+        return pd.DataFrame({"qi": [], "bi": [], "method": []})
+    if same:
+        found = embedding_self_pairs(q.embeddings[qv], min_similarity=p.min_similarity, k=min(p.k, len(qv) - 1),
+                                     index=p.index)
+    else:
+        found = embedding_pairs(q.embeddings[qv], b.embeddings[bv], min_similarity=p.min_similarity, k=p.k, index=p.index)
+    qi = qv[found["query_idx"].to_numpy()]
+    bi = (qv if same else bv)[found["base_idx"].to_numpy()]
+    dp, _, _ = _pair_distances(_hashes(q), _hashes(b), qi, bi)
+    keep = dp <= p.confirm_phash_max
+    return pd.DataFrame({"qi": qi[keep], "bi": bi[keep], "method": "embedding"})
+
+
+def _valid_rows(side: Side) -> np.ndarray:
+    return np.flatnonzero(side.features["valid"].to_numpy(dtype=bool))
+
+
+def find_pairs(q: Side, b: Side, p: LeakParams, *, scope: str) -> pd.DataFrame:
+    """All pairs between ``q`` (query side) and ``b`` found by ``p.methods``; ``q is b`` for a within-split scope."""
+    same = q is b
+    finders = {"exact": _exact_pairs, "perceptual": _perceptual_pairs, "embedding": _embedding_pairs}
+    parts = []
+    for method in p.methods:
+        parts.append(finders[method](q, b, same) if method == "exact" else finders[method](q, b, p, same))
+    found = pd.concat([x for x in parts if len(x)], ignore_index=True) if any(len(x) for x in parts) else None
+    if found is None:
+        return pd.DataFrame(columns=list(PAIR_COLUMNS))
+    found["qi"] = found["qi"].astype(np.int64)
+    found["bi"] = found["bi"].astype(np.int64)
+    order = {m: i for i, m in enumerate(METHODS)}
+    grouped = found.groupby(["qi", "bi"])["method"].agg(lambda s: ";".join(sorted(set(s), key=order.get))).reset_index()
+    qi, bi = grouped["qi"].to_numpy(), grouped["bi"].to_numpy()
+    dp, dd, mirrored = _pair_distances(_hashes(q), _hashes(b), qi, bi)
+    crop = np.ones(len(qi))
+    if "dp" in found:  # a crop variant may have matched more closely than the whole image
+        best = found.dropna(subset=["dp"]).set_index(["qi", "bi"])[["dp", "dd", "crop"]]
+        hit = pd.MultiIndex.from_arrays([qi, bi]).isin(best.index)
+        sel = best.reindex(pd.MultiIndex.from_arrays([qi[hit], bi[hit]]))
+        closer = sel["dp"].to_numpy() < dp[hit]
+        idx = np.flatnonzero(hit)[closer]
+        dp[idx] = sel["dp"].to_numpy()[closer]
+        dd[idx] = sel["dd"].to_numpy()[closer]
+        crop[idx] = sel["crop"].to_numpy()[closer]
+    sim = _similarities(q, b, qi, bi)
+    methods = grouped["method"]
+    tier = np.where(methods.str.contains("exact"), "exact",
+                    np.where(methods.str.contains("perceptual") | (sim >= p.near_similarity), "near_duplicate", "similar"))
+    distance = np.where(tier == "exact", 0.0, np.where(methods.str.contains("perceptual"), dp.astype(float),
+                                                       np.round(1.0 - sim, 4)))
+    return pd.DataFrame({
+        "test_id": q.ids[qi], "test_path": q.paths[qi], "train_id": b.ids[bi], "train_path": b.paths[bi],
+        "method": methods.to_numpy(), "distance": distance, "tier": tier, "scope": scope,
+        "phash_distance": dp, "dhash_distance": dd, "similarity": np.round(sim, 4), "mirrored": mirrored,
+        "query_crop": crop,
+    })[list(PAIR_COLUMNS)]
+
+
+def _similarities(q: Side, b: Side, qi: np.ndarray, bi: np.ndarray) -> np.ndarray:
+    if q.embeddings is None or b.embeddings is None or len(qi) == 0:
+        return np.full(len(qi), np.nan)
+    a = np.asarray(q.embeddings[qi], dtype=np.float32)
+    c = np.asarray(b.embeddings[bi], dtype=np.float32)
+    return np.einsum("ij,ij->i", a, c)
+
+
+def find_leaks(test: Side, train: Side, p: LeakParams) -> pd.DataFrame:
+    """Every pair of every requested scope (test-train always), in one report frame."""
+    frames = [find_pairs(test, train, p, scope="test-train")]
+    if "test-test" in p.scopes:
+        frames.append(find_pairs(test, test, p, scope="test-test"))
+    if "train-train" in p.scopes:
+        frames.append(find_pairs(train, train, p, scope="train-train"))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(PAIR_COLUMNS))
+    return pd.concat(frames, ignore_index=True).sort_values(["scope", "test_id", "train_id"], ignore_index=True)
+
+
+def leaks_by_test(pairs: pd.DataFrame, test: Side) -> pd.DataFrame:
+    """One row per test image: leaked (has a train copy), best tier, methods, number of train matches."""
+    cross = pairs[pairs["scope"] == "test-train"]
+    rank = {t: i for i, t in enumerate(TIERS)}
+    view = pd.DataFrame({"test_id": test.ids, "test_path": test.paths})
+    if len(cross):
+        agg = cross.assign(r=cross["tier"].map(rank)).groupby("test_id").agg(
+            r=("r", "min"), method=("method", lambda s: ";".join(sorted(set(";".join(s).split(";")), key=METHODS.index))),
+            matches=("train_id", "nunique"), train_ids=("train_id", lambda s: ";".join(sorted(set(s)))),
+        ).reset_index()
+        agg["tier"] = agg["r"].map(dict(enumerate(TIERS)))
+        view = view.merge(agg.drop(columns="r"), on="test_id", how="left")
+    else:
+        view = view.assign(tier=None, method=None, matches=0, train_ids=None)
+    view["leaked"] = view["tier"].notna()
+    view["matches"] = view["matches"].fillna(0).astype(int)
+    return view.fillna({"tier": "", "method": "", "train_ids": ""})[list(BY_TEST_COLUMNS)]
+
+
+def leak_metrics(pairs: pd.DataFrame, by_test: pd.DataFrame) -> dict:
+    """Leaked test images (count, fraction) per tier and per method; pairs per scope."""
+    cross = pairs[pairs["scope"] == "test-train"]
+    n_test = len(by_test)
+    out: dict = {"test_images": n_test, "leaked_test_images": int(by_test["leaked"].sum()),
+                 "leaked_fraction": round(float(by_test["leaked"].mean()) if n_test else 0.0, 4),
+                 "pairs_per_scope": {s: int((pairs["scope"] == s).sum()) for s in SCOPES}}
+    rank = {t: i for i, t in enumerate(TIERS)}
+    out["leaked_per_tier"] = {}
+    for t in TIERS:  # cumulative: a test image leaked at tier t or a stricter one
+        ids = cross.loc[cross["tier"].map(rank) <= rank[t], "test_id"].nunique()
+        out["leaked_per_tier"][t] = {"count": int(ids), "fraction": round(ids / n_test, 4) if n_test else 0.0}
+    out["leaked_per_method"] = {}
+    for m in METHODS:
+        ids = cross.loc[cross["method"].str.contains(m), "test_id"].nunique()
+        out["leaked_per_method"][m] = {"count": int(ids), "fraction": round(ids / n_test, 4) if n_test else 0.0}
+    return out
+
+
+# -- scoring against planted truth ----------------------------------------------------------------
+def score_leaks(pairs: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """Pair precision/recall of the test-train pairs against planted ``leakage`` truth, overall and per
+    transform (recall), plus train-train pairs against planted ``duplicate`` truth."""
+    from vlclean.truth import score, truth_pairs
+
+    cross = pairs[pairs["scope"] == "test-train"]
+    found = {frozenset(x) for x in zip(cross["test_id"], cross["train_id"])}
+    leak_truth = truth[truth["issue"] == "leakage"]
+    actual = truth_pairs(truth, ["leakage"])
+    out = {"test-train": score(found, actual), "per_transform": {}}
+    for detail, rows in leak_truth.groupby("detail"):
+        want = {frozenset(x) for x in zip(rows["image_id"], rows["related_image_id"])}
+        out["per_transform"][detail] = {"recall": round(len(want & found) / len(want), 4), "pairs": len(want)}
+    within = pairs[pairs["scope"] == "train-train"]
+    if len(within) or (truth["issue"] == "duplicate").any():
+        found_w = {frozenset(x) for x in zip(within["test_id"], within["train_id"])}
+        out["train-train"] = score(found_w, truth_pairs(truth, ["duplicate"]))
+    return out
+
+
+def calibration(test: Side, train: Side, truth: pd.DataFrame, p: LeakParams) -> pd.DataFrame:
+    """Precision and recall of each method against the planted leaks as its threshold varies.
+
+    Columns ``method, threshold, precision, recall``: the curve that tells users which threshold to
+    pick. Candidates are searched with loose thresholds, then every threshold is applied to them.
+    """
+    from vlclean.truth import truth_pairs
+
+    actual = truth_pairs(truth, ["leakage"])
+    rows = []
+    qh, bh = _hashes(test), _hashes(train)
+    qv, bv = _valid_rows(test), _valid_rows(train)
+    cand = hamming_pairs(qh["phash"][qv], bh["phash"][bv], max_distance=16, query_mirror=qh["phash_mirror"][qv])
+    qi, bi = qv[cand["query_idx"].to_numpy()], bv[cand["base_idx"].to_numpy()]
+    dp, dd, _ = _pair_distances(qh, bh, qi, bi)
+    keys = np.array([frozenset(x) for x in zip(test.ids[qi], train.ids[bi])], dtype=object)
+    hit = np.array([k in actual for k in keys], dtype=bool)
+    for t in range(0, 17):
+        sel = (dp <= t) & (dd <= max(t, p.dhash_max))
+        rows.append(("perceptual (pHash bits)", float(t), *_pr(hit[sel], len(actual))))
+    if test.embeddings is not None and train.embeddings is not None:
+        found = embedding_pairs(test.embeddings[qv], train.embeddings[bv], min_similarity=0.5, k=p.k, index=p.index)
+        qi, bi = qv[found["query_idx"].to_numpy()], bv[found["base_idx"].to_numpy()]
+        sim = found["similarity"].to_numpy()
+        dp, _, _ = _pair_distances(qh, bh, qi, bi)
+        keys = np.array([frozenset(x) for x in zip(test.ids[qi], train.ids[bi])], dtype=object)
+        hit = np.array([k in actual for k in keys], dtype=bool)
+        for t in np.round(np.arange(0.80, 1.0001, 0.01), 2):
+            sel = (sim >= t) & (dp <= p.confirm_phash_max)
+            rows.append(("embedding (cosine)", float(t), *_pr(hit[sel], len(actual))))
+    return pd.DataFrame(rows, columns=["method", "threshold", "precision", "recall"])
+
+
+def _pr(hits: np.ndarray, n_actual: int) -> tuple[float, float]:
+    tp = int(hits.sum())
+    precision = tp / len(hits) if len(hits) else 1.0
+    recall = tp / n_actual if n_actual else 1.0
+    return round(precision, 4), round(recall, 4)
