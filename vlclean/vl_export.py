@@ -179,11 +179,23 @@ def find_duplicates(image_ids: np.ndarray, pairs: pd.DataFrame, levels: list[flo
 
 
 def neighbour_scores(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(uniqueness, mean similarity to k nearest neighbours)`` per row."""
+    """``(best similarity to another image, mean similarity to the k nearest neighbours)`` per row."""
     k = max(1, min(k, len(embeddings) - 1))
     nn = nearest_neighbor_similarity(embeddings, k=k)
-    uniqueness = np.clip(1.0 - np.nan_to_num(nn[:, 0], nan=0.0), 0.0, 1.0)
-    return uniqueness, np.nanmean(nn, axis=1)
+    return np.nan_to_num(nn[:, 0], nan=0.0), np.nanmean(nn, axis=1)
+
+
+def uniqueness_score(best_similarity: np.ndarray, duplicate_level: float) -> np.ndarray:
+    """VL-style uniqueness in [0, 1] (low = has look-alikes), anchored so that 0.3 is the loosest
+    duplicate level: an image is below 0.3 exactly when it has a near-duplicate.
+
+    Piecewise linear in the best similarity ``s``: ``0.3 (1 - s) / (1 - level)`` above the level,
+    ``0.3 + 0.7 (level - s) / level`` below it. Raw ``1 - s`` would put almost every image of a
+    homogeneous dataset (such as the built-in digits, median ``s`` 0.84) below VL's usual 0.3 cut.
+    """
+    s = np.clip(best_similarity, 0.0, 1.0)
+    lv = min(max(duplicate_level, 1e-6), 1 - 1e-6)
+    return np.where(s >= lv, 0.3 * (1.0 - s) / (1.0 - lv), 0.3 + 0.7 * (lv - s) / lv)
 
 
 def find_outliers(mean_sim: np.ndarray, p: OutlierParams) -> tuple[np.ndarray, np.ndarray]:
@@ -332,7 +344,8 @@ def analyze(
     uniqueness = np.ones(len(vids))
     cluster = np.full(len(ids), "", dtype=object)
     if len(vids) >= 2:
-        uniqueness, mean_sim = neighbour_scores(emb, p.outliers.k)
+        best_sim, mean_sim = neighbour_scores(emb, p.outliers.k)
+        uniqueness = uniqueness_score(best_sim, min(p.duplicates.levels))
         out_flag, out_conf = find_outliers(mean_sim, p.outliers)
         out_flag &= ~(quality["dark"][0] | quality["bright"][0])
         add("outlier", out_flag, out_conf)
