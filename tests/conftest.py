@@ -80,6 +80,38 @@ def builtin_analyzed(builtin_raw: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def builtin_leaks(builtin_analyzed: Path) -> Path:
+    root = builtin_analyzed
+    from stages import detect_leaks
+
+    rc = detect_leaks.main(["--params", str(root / "params.yaml"), "--raw", str(root / "raw"),
+                            "--features", str(root / "features"), "--output", str(root / "leaks.csv"),
+                            "--by_test", str(root / "by_test.csv"), "--metrics", str(root / "leaks.json"),
+                            "--plots", str(root / "plots_leaks")])
+    assert rc == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def builtin_tagged(builtin_analyzed: Path) -> Path:
+    """The built-in dataset after ingest_vl and apply_tags (no reviews): ``ingested/``, ``tags/``."""
+    from stages import apply_tags, ingest_vl
+
+    root = builtin_analyzed
+    assert ingest_vl.main(["--params", str(root / "params.yaml"), "--raw", str(root / "raw"), "--out",
+                           str(root / "ingested"), "--metrics", str(root / "ingested.json"), "--export",
+                           str(root / "vl" / "digits_vl_export.json")]) == 0
+    (root / "reviews").mkdir()
+    out = root / "tags"
+    assert apply_tags.main(["--params", str(root / "params.yaml"), "--raw", str(root / "raw"), "--ingested",
+                            str(root / "ingested"), "--reviews", str(root / "reviews"), "--output",
+                            str(out / "tagged.csv"), "--html", str(out / "review.html"), "--conflicts",
+                            str(out / "conflicts.csv"), "--metrics", str(out / "m.json"), "--plots",
+                            str(out / "plots")]) == 0
+    return root
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     """An ImageFolder tree with nested files, odd names and bad files."""
@@ -203,3 +235,25 @@ def write_photo_leak_folders(root: Path, *, n_test: int = 36, per_transform: int
             dst = train_dir / f"class{i % 4}" / f"other_{i:03d}_{j}.jpg"
             img.save(dst, "JPEG", quality=90)
     return train_dir, test_dir, truth
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def require_browser() -> None:
+    """Skip a browser test when Debian's chromium or playwright is missing, except where the run
+    demands them (``.ci/run`` sets VLCLEAN_REQUIRE_BROWSER=1 after installing both): then fail."""
+    import importlib.util
+
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("playwright (pip install -r requirements.txt)")
+    if missing:
+        message = "browser test needs " + " and ".join(missing)
+        if os.environ.get("VLCLEAN_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)

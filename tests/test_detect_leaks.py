@@ -17,17 +17,6 @@ from vlclean.config import from_dict
 from vlclean.leaks import PAIR_COLUMNS, LeakParams
 
 
-@pytest.fixture(scope="session")
-def builtin_leaks(builtin_analyzed: Path) -> Path:
-    root = builtin_analyzed
-    rc = detect_leaks.main(["--params", str(root / "params.yaml"), "--raw", str(root / "raw"),
-                            "--features", str(root / "features"), "--output", str(root / "leaks.csv"),
-                            "--by_test", str(root / "by_test.csv"), "--metrics", str(root / "leaks.json"),
-                            "--plots", str(root / "plots_leaks")])
-    assert rc == 0
-    return root
-
-
 def test_quality_target_on_the_builtin_dataset(builtin_leaks: Path) -> None:
     """Pair recall >= 0.95 at pair precision >= 0.95 with default params, every transform reported."""
     m = json.loads((builtin_leaks / "leaks.json").read_text())

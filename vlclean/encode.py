@@ -159,3 +159,23 @@ def pixel_features(raw: RawDataset, features: pd.DataFrame, *, side: int = 8, pr
     x = np.stack(rows) if rows else np.zeros((0, side * side), dtype=np.float32)
     x -= x.mean(axis=1, keepdims=True)
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
+
+
+def feature_matrix(
+    raw: RawDataset, features_dir: str | Path, image_ids: np.ndarray, *, kind: str, side: int = 8
+) -> np.ndarray:
+    """Features (len(image_ids), D) of valid images for classifiers and noise models, rows in the
+    order of ``image_ids``: the stored embeddings (``kind="embedding"``) or grey thumbnails (``"pixels"``)."""
+    features = load_features(features_dir)
+    if kind == "embedding":
+        matrix, ids = load_embeddings(features_dir), features["image_id"].to_numpy()
+    elif kind == "pixels":
+        matrix = pixel_features(raw, features, side=side, progress=False)
+        ids = features.loc[features["valid"], "image_id"].to_numpy()
+    else:
+        raise ValueError(f"unknown feature kind {kind!r}; expected embedding or pixels")
+    row_of = pd.Series(np.arange(len(ids)), index=ids)
+    missing = [i for i in image_ids if i not in row_of.index]
+    if missing:
+        raise SchemaError(f"no features for {len(missing)} image(s), e.g. {missing[:3]} (unreadable or not analyzed)")
+    return np.asarray(matrix[row_of.loc[image_ids].to_numpy()], dtype=np.float32)

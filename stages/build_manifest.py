@@ -1,0 +1,59 @@
+"""build_manifest: the cleaned dataset manifest and a cleaning summary.
+
+Inputs:  ``--raw`` (index), ``--tagged`` (apply_tags manifest), ``--leaks`` (leaks report), params
+         ``base``, ``build_manifest``.
+Outputs: ``--output`` (data/manifests/<dataset>_cleaned_manifest.csv: every image once, final label,
+         action, reasons), ``--summary`` (<dataset>_cleaning_summary.txt), ``--eval_labels`` (the test
+         images with their leaked flag), ``--train_labels`` (the cleaned train set), ``--metrics``,
+         ``--plots`` (what was removed, by reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vlclean import cli
+from vlclean.config import from_dict, load_base, read_params_file
+from vlclean.datasets import RawDataset
+from vlclean.manifest import (ManifestParams, build_cleaned_manifest, cleaning_summary, eval_labels,
+                              manifest_metrics, removal_truth_metrics, train_labels)
+from vlclean.reporting import bar_plot
+from vlclean.storage import read_csv, write_csv, write_json, write_text
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser(__doc__)
+    for flag in ("raw", "tagged", "leaks", "output", "summary", "eval_labels", "train_labels", "metrics", "plots"):
+        p.add_argument(f"--{flag}", required=True)
+
+    def body(args: argparse.Namespace) -> int:
+        base = load_base(args.params)
+        params = from_dict(ManifestParams, read_params_file(args.params).get("build_manifest"), "build_manifest")
+        raw = RawDataset.open(args.raw)
+        tagged = read_csv(args.tagged, dtype={"new_label": str, "reasons": str, "tags": str, "issues": str})
+        leaks = read_csv(args.leaks)
+        cleaned = build_cleaned_manifest(raw.index(), raw.classes(), tagged, leaks, params)
+        write_csv(args.output, cleaned)
+        summary, table = cleaning_summary(cleaned, base.dataset)
+        write_text(args.summary, summary)
+        write_csv(args.eval_labels, eval_labels(cleaned))
+        write_csv(args.train_labels, train_labels(cleaned))
+        metrics = manifest_metrics(cleaned)
+        truth = raw.truth()
+        if not truth.empty:
+            metrics["planted_issues_acted_on"] = removal_truth_metrics(cleaned, truth)
+        write_json(args.metrics, metrics)
+        removed = (table.groupby(["reason", "split"]).size().rename("images").reset_index()
+                   if len(table) else table.assign(images=[]))
+        bar_plot(removed, x="reason", y="images", hue="split", csv_path=Path(args.plots) / "removed.csv",
+                 png_path=Path(args.plots) / "removed.png", title="Images removed or relabelled, by reason",
+                 horizontal=True)
+        print(summary)
+        return 0
+
+    return cli.run(body, p, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
