@@ -120,11 +120,14 @@ def test_review_page_round_trip_in_a_browser(builtin_tagged: Path, tmp_path: Pat
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(accept_downloads=True)
         page.goto((root / "tags" / "review.html").as_uri())
+        page.wait_for_function("typeof window.vlReviewsCsv === 'function'")
         page.keyboard.press("j")  # first card
         page.keyboard.press("g")  # keep
         page.keyboard.press("ArrowRight")
         page.keyboard.press("d")  # drop
         page.fill("#reviewer", "tester")
+        page.wait_for_function("document.querySelector('#export').hasAttribute('href')")
+        assert len(page.evaluate("window.vlReviewsCsv()").splitlines()) == 3
         with page.expect_download() as info:
             page.click("#export")
         csv_path = tmp_path / "reviews.csv"
