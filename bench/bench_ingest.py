@@ -213,7 +213,8 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     print(f"ingest {m:.2f}M items: {ingest_s:.0f} s ({n / ingest_s:,.0f} items/s, {big / 2**20 / ingest_s:.0f} MB/s), "
           f"peak RSS {ingest_peak:.2f} GB (process before: {base:.2f} GB, growth {rss.peak - base:.2f} GB); "
           f"frames: media {media_mb:.0f} MB, issues {issues_mb:.0f} MB")
-    print(f"json.load of {json_items:,} items: {json_s:.1f} s, peak +{json_peak_gb:.2f} GB (document {json_held_gb:.2f} GB);"
+    print(f"json.load of {json_items:,} items: {json_s:.1f} s, peak +{json_peak_gb:.2f} GB "
+          f"(document {json_held_gb:.2f} GB);"
           f" extrapolated x{factor:.0f}: {json_s * factor:.0f} s, peak {json_peak_gb * factor:.1f} GB "
           f"(document {json_held_gb * factor:.1f} GB), before any normalisation")
     failures = []

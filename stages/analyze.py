@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,10 @@ from vlclean.encode import EncodeOptions, encode_dataset, load_embeddings, pixel
 from vlclean.errors import ParamsError
 from vlclean.storage import write_csv, write_json
 from vlclean.vl_export import DetectParams, analyze, export_table, write_export_json
+
+# cleanlab.filter.find_label_issues filter_by choices
+FILTER_BY = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+             "low_normalized_margin", "low_self_confidence")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,24 @@ class AnalyzeParams:
 
     def validate(self, prefix: str) -> None:
         check_range(prefix, "workers", self.workers, 1, 256)
+        check_range(prefix, "chunk_size", self.chunk_size, 1)
+        if self.blur_side is not None:
+            check_range(prefix, "blur_side", self.blur_side, 8, 4096)
         check_range(prefix, "embedding.input_size", self.embedding.input_size, 32, 1024)
+        check_range(prefix, "embedding.batch_size", self.embedding.batch_size, 1, 65536)
+        if not re.fullmatch(r"cpu|auto|cuda(:\d+)?|mps", self.embedding.device):
+            raise ParamsError(f"params key '{prefix}.embedding.device': {self.embedding.device!r} is not one of "
+                              "cpu, auto, cuda, cuda:N, mps")
+        d = self.detect
+        check_range(prefix, "detect.duplicates.k", d.duplicates.k, 1, 1000)
+        check_range(prefix, "detect.duplicates.hash_distance", d.duplicates.hash_distance, 0, 64)
+        if d.mislabels.filter_by not in FILTER_BY:
+            raise ParamsError(f"params key '{prefix}.detect.mislabels.filter_by': {d.mislabels.filter_by!r} is not "
+                              f"one of {list(FILTER_BY)}")
+        check_range(prefix, "detect.mislabels.knn_k", d.mislabels.knn_k, 1, 1000)
+        if d.mislabels.C <= 0:
+            raise ParamsError(f"params key '{prefix}.detect.mislabels.C': {d.mislabels.C} must be > 0")
+        check_range(prefix, "detect.clusters", d.clusters, 0)
         levels = self.detect.duplicates.levels
         if not levels or any(not 0.0 < lv <= 1.0 for lv in levels):
             raise ParamsError(f"params key '{prefix}.detect.duplicates.levels': {levels} must be in (0, 1]")

@@ -24,7 +24,7 @@ from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
 from vlclean.errors import ExportFormatError, ParamsError
 from vlclean.reporting import bar_plot
-from vlclean.review import read_reviews_csv, render_review_page, write_review_page
+from vlclean.review import read_reviews_csv, render_review_page, safe_thumbnail, write_review_page
 from vlclean.storage import write_csv, write_json
 from vlclean.tagging import MANIFEST_COLUMNS, REVIEW_COLUMNS, Rule, TagDef, apply_reviews, decide, validate_rules
 from vlclean.vl_ingest import extract_images, read_export
@@ -56,6 +56,14 @@ def _issue_text(issues: pd.DataFrame) -> pd.Series:
     return best.groupby("key")["txt"].agg(";".join)
 
 
+def review_names(index: pd.DataFrame) -> pd.Series:
+    """The name reviews use for each image: its file name, or ``split/class_id/file_name`` where the file
+    name is not unique in the dataset (an ImageFolder tree may repeat names across folders)."""
+    names = index["file_name"].astype(str)
+    paths = index["split"].astype(str) + "/" + index["class_id"].astype(str) + "/" + names
+    return names.where(~names.duplicated(keep=False), paths)
+
+
 def _images_from_index(index: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame:
     matched = media[media["image_id"] != ""]
     agg = matched.groupby("image_id").agg(
@@ -65,6 +73,7 @@ def _images_from_index(index: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame
     )
     images = index[["image_id", "file_name", "split", "label", "class_name"]].merge(
         agg, left_on="image_id", right_index=True, how="left")
+    images["review_name"] = review_names(index).to_numpy()
     images["match"] = images["match"].fillna("not_in_export")
     return images.assign(key=images["image_id"])
 
@@ -75,8 +84,8 @@ def tag_images(images: pd.DataFrame, issues: pd.DataFrame, params: ApplyTagsPara
     decisions = decide(images, issues, params.rules, params.taxonomy)
     conflicts = pd.DataFrame(columns=["key", "file_name", "reviews", "sources"])
     if reviews is not None and len(reviews):
-        decisions, conflicts, _ = apply_reviews(decisions, reviews, dict(zip(images["file_name"], images["key"])),
-                                                params.taxonomy)
+        names = images["review_name"] if "review_name" in images else images["file_name"]
+        decisions, conflicts, _ = apply_reviews(decisions, reviews, dict(zip(names, images["key"])), params.taxonomy)
     out = images.merge(decisions, on="key", how="left")
     out["issues"] = out["key"].map(_issue_text(issues)).fillna("")
     for col in MANIFEST_COLUMNS:
@@ -99,7 +108,7 @@ def review_page(manifest: pd.DataFrame, thumbnails: dict[str, bytes | None], par
                 class_names: list[str], title: str) -> str:
     flagged = manifest[(manifest["action"] != "keep") | (manifest["issues"] != "")]
     items = pd.DataFrame({
-        "image_id": flagged["image_id"].astype(str), "file_name": flagged["file_name"].astype(str),
+        "image_id": flagged["image_id"].astype(str), "file_name": flagged["review_name"].astype(str),
         "split": flagged["split"].astype(str), "label": flagged["class_name"].astype(str),
         "issues": flagged["issues"], "tags": flagged["tags"], "action": flagged["action"],
         "reasons": flagged["reasons"], "new_label": flagged["new_label"].fillna(""),
@@ -158,14 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         issues = issues[issues["image_id"] != ""].assign(key=lambda f: f["image_id"])
         images = _images_from_index(index, media)
         class_names = list(classes["class_name"])
-        reviews = read_reviews(Path(args.reviews), params, class_names, list(index["file_name"]))
+        reviews = read_reviews(Path(args.reviews), params, class_names, list(images["review_name"]))
         manifest, conflicts = tag_images(images, issues, params, reviews)
         write_csv(output, manifest)
         if args.conflicts:
             write_csv(args.conflicts, conflicts)
         if args.html:
             flagged_ids = manifest.loc[(manifest["action"] != "keep") | (manifest["issues"] != ""), "image_id"]
-            thumbs = raw.read_images(flagged_ids)
+            thumbs = {i: safe_thumbnail(b) for i, b in raw.read_images(flagged_ids).items()}
             write_review_page(args.html, review_page(manifest, thumbs, params, class_names, f"{dataset}: review"))
         m = write_metrics(manifest, Path(args.metrics), Path(args.plots)) if args.metrics and args.plots else {}
         print(f"apply_tags: {m.get('actions', manifest['action'].value_counts().to_dict())}; "
@@ -185,6 +194,8 @@ def standalone(export_path: Path, dataset: str, output: Path, html: bool, params
         "uniqueness_score": media["uniqueness_score"], "cluster_id": media["cluster_id"],
         "user_tags": media["user_tags"], "label_source": media["label_source"], "match": "no_index",
     })
+    names = media["file_name"].astype(str)
+    images["review_name"] = names.where(~names.duplicated(keep=False), media["file_path"].astype(str)).to_numpy()
     reviews = None
     manifest, _ = tag_images(images, issues, params, reviews)
     flat = manifest.rename(columns={"reasons": "reason"})
@@ -201,7 +212,7 @@ def standalone(export_path: Path, dataset: str, output: Path, html: bool, params
                 by_name = {f.name: f for f in Path(folder).rglob("*") if f.is_file()}
                 for key, name in zip(manifest["image_id"], manifest["file_name"]):
                     f = by_name.get(str(name))
-                    thumbs[key] = f.read_bytes() if f is not None else None
+                    thumbs[key] = safe_thumbnail(f.read_bytes()) if f is not None else None
             class_names = sorted({str(x) for x in images["label"].fillna("") if x})
             page = review_page(manifest.assign(class_name=manifest["label"].fillna("")), thumbs, params,
                                class_names, f"{dataset}: review")

@@ -19,6 +19,7 @@ import pandas as pd
 from vlclean import cli
 from vlclean.config import check_range, from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
+from vlclean.errors import ParamsError
 from vlclean.encode import feature_matrix
 from vlclean.noise import detection_metrics, oracle_denoise, predicted_denoise
 from vlclean.storage import read_csv, write_csv, write_json
@@ -44,6 +45,9 @@ class DenoiseParams:
         check_range(prefix, "false_positive_rate", self.false_positive_rate, 0.0, 1.0)
         check_range(prefix, "folds", self.folds, 2, 20)
         check_range(prefix, "vl_min_confidence", self.vl_min_confidence, 0.0, 1.0)
+        check_range(prefix, "pixels_side", self.pixels_side, 4, 64)
+        if self.C <= 0:
+            raise ParamsError(f"params key '{prefix}.C': {self.C} must be > 0")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ class NoiseParams:
     def validate(self, prefix: str) -> None:
         check_range(prefix, "rate", self.rate, 0.0, 0.95)
         check_range(prefix, "temperature", self.temperature, 1e-4, 10.0)
+        check_range(prefix, "pixels_side", self.pixels_side, 4, 64)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -417,7 +417,8 @@ def test_match_to_index(tmp_path: Path, index: pd.DataFrame) -> None:
     items = [
         platform_item("n01_1.JPEG", file_path="imagenet1k/train/n01/n01_1.JPEG", issues=[("blur", 0.9)]),  # path
         platform_item("n01_2.JPEG"),  # imagenet1k/n01_2.JPEG -> name
-        platform_item("ILSVRC2012_val_00000001.JPEG", file_path="bucket/imagenet1k/val/n01/ILSVRC2012_val_00000001.JPEG"),
+        platform_item("ILSVRC2012_val_00000001.JPEG",
+                      file_path="bucket/imagenet1k/val/n01/ILSVRC2012_val_00000001.JPEG"),
         platform_item("same.JPEG", file_path="imagenet1k/train/n02/same.JPEG"),  # path disambiguates
         platform_item("same.JPEG", file_path="imagenet1k/same.JPEG", media_id="m-same"),  # ambiguous name
         platform_item("pic.jpg", issues=[("dark", 0.7)]),  # stem
@@ -551,7 +552,8 @@ def test_bad_zip(tmp_path: Path) -> None:
 def test_bad_vl_datasets_csv(tmp_path: Path) -> None:
     path = write_vl_datasets_csv(tmp_path / "x_issue_file_list.csv",
                                  [("imagenet1k/a.JPEG", "dark", 0.1, ""), ("imagenet1k/b.JPEG", "dark", "abc", "")])
-    with pytest.raises(ExportFormatError, match=r"x_issue_file_list\.csv: line 3, field 'value': 'abc' is not a number"):
+    with pytest.raises(ExportFormatError,
+                       match=r"x_issue_file_list\.csv: line 3, field 'value': 'abc' is not a number"):
         read_export(path)
     write_vl_datasets_csv(path, [("imagenet1k/a.JPEG", "Duplicate", 0.9, "../../b.JPEG")])
     with pytest.raises(UnsafePathError, match=r"line 2, field 'prototype'"):
@@ -579,7 +581,8 @@ def test_bad_hub_and_parquet(tmp_path: Path) -> None:
         read_export(junk)
     plain = tmp_path / "plain.parquet"
     pq.write_table(pa.table({"x": [1]}), plain)
-    with pytest.raises(ExportFormatError, match=r"plain\.parquet: parquet is not a Visual Layer export.*image_filename"):
+    with pytest.raises(ExportFormatError,
+                       match=r"plain\.parquet: parquet is not a Visual Layer export.*image_filename"):
         detect_format(plain)
 
 
@@ -600,7 +603,8 @@ def test_unknown_inputs(tmp_path: Path) -> None:
         read_export(tmp_path / "nothing.json")
     empty_dir = tmp_path / "empty"
     empty_dir.mkdir()
-    with pytest.raises(ExportFormatError, match=r"empty: folder is not a Visual Layer export: looked for metadata\.json"):
+    with pytest.raises(ExportFormatError,
+                       match=r"empty: folder is not a Visual Layer export: looked for metadata\.json"):
         detect_format(empty_dir)
     blob = tmp_path / "blob.bin"
     blob.write_bytes(bytes(range(256)))

@@ -497,6 +497,8 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def _resolve_device(device: str) -> torch.device:
     import torch
 
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:

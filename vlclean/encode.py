@@ -114,10 +114,15 @@ class _ShardEncoder:
         feat_path, emb_path = work / f"{shard.stem}-{stamp}.parquet", work / f"{shard.stem}-{stamp}.npy"
         if feat_path.exists() and emb_path.exists():
             return feat_path, emb_path
-        table = pq.read_table(shard, columns=["image_id", "image"])
+        table = pq.read_table(shard, columns=["image_id", "image", "valid", "error"])
         items = list(zip(table.column("image_id").to_pylist(), table.column("image").to_pylist()))
         feats = compute_features(items, workers=o.workers, chunk_size=o.chunk_size, draft=o.draft,
                                  progress=o.progress, pool=self.pool, blur_side=o.blur_side)
+        # an image the download refused (e.g. a symlink out of the tree, stored without bytes) keeps its reason
+        refused = ~np.asarray(table.column("valid").to_pylist(), dtype=bool)
+        if refused.any():
+            feats.loc[refused, "valid"] = False
+            feats.loc[refused, "error"] = np.asarray(table.column("error").to_pylist(), dtype=object)[refused]
         if self._embedder is None:
             self._embedder = self._make_embedder()
         emb = _embed_shard(items, feats["valid"].to_numpy(), self._embedder, o.dtype)

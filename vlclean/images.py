@@ -19,6 +19,7 @@ from vlclean.errors import VLCleanError
 
 # 64 MP: far above ImageNet (max ~ 12 MP) and far below a 30000x30000 bomb (900 MP).
 DEFAULT_MAX_PIXELS = 64_000_000
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
 class ImageDecodeError(VLCleanError):
@@ -45,8 +46,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageDecodeError(f"decompression bomb: {err}") from err
     except UnidentifiedImageError as err:
         raise ImageDecodeError("not an image (unrecognised format)") from err
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ImageDecodeError(f"cannot open image: {err}") from err
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        # a file cut inside its header fails here ("Truncated File Read"), not in load()
+        raise _decode_error(err, "cannot open image") from err
     w, h = img.size
     if w <= 0 or h <= 0:
         raise ImageDecodeError(f"invalid size {w}x{h}")
@@ -57,11 +59,16 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode in _SIXTEEN_BIT_MODES:
+        # always the full 16-bit range: a dark 16-bit image must stay dark (never judged by its content)
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8), mode="L")
+    elif img.mode == "I":
+        # 32-bit integers: 8-bit data stays as is; anything larger is read as 16-bit
         arr = np.asarray(img, dtype=np.float64)
         hi = arr.max() if arr.size else 0
-        scale = 255.0 / 65535.0 if hi > 255 else 1.0
-        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), mode="L")
+        scale = 1.0 / 257.0 if hi > 255 else 1.0
+        img = Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), mode="L")
     elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
@@ -112,7 +119,12 @@ def decode(
     except Image.DecompressionBombWarning as err:
         raise ImageDecodeError(f"decompression bomb: {err}") from err
     except (OSError, ValueError, SyntaxError, EOFError) as err:
-        msg = str(err) or type(err).__name__
-        if "truncated" in msg.lower() or isinstance(err, EOFError):
-            raise ImageDecodeError(f"truncated image: {msg}") from err
-        raise ImageDecodeError(f"cannot decode image: {msg}") from err
+        raise _decode_error(err, "cannot decode image") from err
+
+
+def _decode_error(err: BaseException, what: str) -> ImageDecodeError:
+    """A truncated file says so whichever Pillow call noticed it; other errors keep Pillow's words."""
+    msg = str(err) or type(err).__name__
+    if "truncated" in msg.lower() or isinstance(err, EOFError):
+        return ImageDecodeError(f"truncated image: {msg}")
+    return ImageDecodeError(f"{what}: {msg}")

@@ -67,6 +67,8 @@ class LeakParams:
             v = getattr(self, name)
             if not -1.0 <= v <= 1.0:
                 raise ParamsError(f"params key '{prefix}.{name}': {v} is outside [-1, 1]")
+        if not 1 <= self.k <= 1000:
+            raise ParamsError(f"params key '{prefix}.k': {self.k} is outside [1, 1000]")
         if any(not 0.3 <= c < 1.0 for c in self.crop_scales):
             raise ParamsError(f"params key '{prefix}.crop_scales': {self.crop_scales} must lie in [0.3, 1)")
         if self.index not in ("auto", "flat", "ivf", "hnsw"):

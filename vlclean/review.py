@@ -77,6 +77,24 @@ class _Item:
 # --------------------------------------------------------------------------------------------- page
 
 
+def safe_thumbnail(data: bytes | None, *, size: int = THUMBNAIL_SIZE) -> bytes | None:
+    """A small PNG of ``data`` decoded with the project's safe decoder (decompression-bomb limit, EXIF
+    orientation, odd modes converted), or None when it cannot be decoded. Only such re-encoded
+    thumbnails go into a review page: the reviewer's browser never decodes the original bytes."""
+    from vlclean.images import ImageDecodeError, load_rgb
+
+    if not data:
+        return None
+    try:
+        img = load_rgb(data, draft_size=(size, size))
+    except ImageDecodeError:
+        return None
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def render_review_page(
     items: pd.DataFrame,
     *,

@@ -48,7 +48,7 @@ from vlclean.review import REVIEW_COLUMNS
 SEVERITY = {"drop": 3, "relabel": 2, "review": 1, "keep": 0}
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "image_id", "file_name", "split", "label", "class_name", "issues", "tags", "action", "reasons",
-    "new_label", "duplicate_group", "uniqueness_score", "match",
+    "new_label", "duplicate_group", "uniqueness_score", "match", "review_name",
 )  # fmt: skip
 
 

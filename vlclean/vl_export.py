@@ -373,7 +373,8 @@ def analyze(
     for col in ("duplicate_group_id", "duplicate_threshold", "suggested_label", "description"):
         if col not in all_issues:
             all_issues[col] = pd.NA
-    media = index[["image_id", "file_name", "split", "label", "class_name", "width", "height", "file_size"]].copy()
+    media = index[["image_id", "file_name", "split", "label", "class_id", "class_name", "width", "height",
+                   "file_size"]].copy()
     media["uniqueness_score"] = np.nan
     media.loc[valid, "uniqueness_score"] = uniqueness
     media["cluster_id"] = cluster
@@ -412,7 +413,7 @@ def iter_media_items(analysis: Analysis, classes: pd.DataFrame, dataset: str) ->
             "media_id": media_id(m.image_id),
             "media_type": "image",
             "file_name": m.file_name,
-            "file_path": f"{dataset}/{m.file_name}",
+            "file_path": f"{dataset}/{m.split}/{m.class_id}/{m.file_name}",
             "file_size": _file_size(int(m.file_size)),
             "height": int(m.height),
             "width": int(m.width),
@@ -440,9 +441,11 @@ def write_export_json(path: str | Path, analysis: Analysis, classes: pd.DataFram
 def export_table(analysis: Analysis, classes: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """The flat export: one row per image x issue; images without issues get one row, issue empty."""
     names = dict(zip(classes["label"].astype(int), classes["class_name"]))
-    media = analysis.media.assign(media_id=lambda f: f["image_id"].map(media_id),
-                                  file_path=lambda f: dataset + "/" + f["file_name"],
-                                  category_name=lambda f: f["class_name"])
+    media = analysis.media.assign(
+        media_id=lambda f: f["image_id"].map(media_id),
+        file_path=lambda f: dataset + "/" + f["split"] + "/" + f["class_id"].astype(str) + "/" + f["file_name"],
+        category_name=lambda f: f["class_name"],
+    )
     issues = analysis.issues.assign(issue_type=lambda f: f["issue"].map(VL_ISSUE_NAMES))
     issues["suggested_label"] = issues["suggested_label"].map(
         lambda v: "" if pd.isna(v) else names.get(int(v), str(v)))

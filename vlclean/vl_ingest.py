@@ -682,7 +682,8 @@ def _read_platform_json(opener: Callable[[], IO[bytes]], display: str, size: int
         except ijson.JSONError as err:
             raise _json_error(display, err, reader, opener, size, None) from err
     if not found:
-        raise ExportFormatError(f"{display}: no 'media_items' key at the top level (keys looked for: info, media_items)")
+        raise ExportFormatError(f"{display}: no 'media_items' key at the top level "
+                                "(keys looked for: info, media_items)")
     items = _PlatformItems(source_format, display)
     count = 0
     with opener() as fh, tqdm(total=size, unit="B", unit_scale=True, desc=f"read {Path(display).name}",
@@ -905,11 +906,13 @@ def _read_platform_parquet(path: Path, *, display: str | None = None, **_: Any) 
         where = f"{display}: row {row}"
         fname = rec[file_col]
         if not isinstance(fname, str) or not fname:
-            raise ExportFormatError(f"{where}.{file_col}: required file name is missing or not a string ({_short(fname)})")
+            raise ExportFormatError(f"{where}.{file_col}: required file name is missing or not a string "
+                                    f"({_short(fname)})")
         fname = check_export_path(fname, f"{where}.{file_col}")
         item: dict[str, Any] = {
             "file_name": fname.rsplit("/", 1)[-1], "file_path": rec.get(cols.get("file_path", ""), None) or fname,
-            "media_id": rec.get(cols.get("media_id", "")), "uniqueness_score": rec.get(cols.get("uniqueness_score", "")),
+            "media_id": rec.get(cols.get("media_id", "")),
+            "uniqueness_score": rec.get(cols.get("uniqueness_score", "")),
             "cluster_id": rec.get(cols.get("cluster_id", "")),
         }
         meta: list[Any] = []
@@ -1343,7 +1346,8 @@ def _detect_dir(folder: Path) -> str:
     if any((folder / name).is_file() for name in FASTDUP_FILES):
         return "fastdup"
     raise ExportFormatError(f"{folder}: folder is not a Visual Layer export: looked for metadata.json, "
-                            f"metadata.parquet (here or in one subfolder) or fastdup files ({', '.join(FASTDUP_FILES)})")
+                            "metadata.parquet (here or in one subfolder) or fastdup files "
+                            f"({', '.join(FASTDUP_FILES)})")
 
 
 def _detect_json(path: Path) -> str:
@@ -1416,7 +1420,8 @@ def detect_format(path: str | Path) -> str:
     if suffix in (".csv", ".txt") or (head and b"\x00" not in head and b"," in head.split(b"\n", 1)[0]):
         return _detect_csv(path, head)
     raise ExportFormatError(f"{path}: not a Visual Layer export: looked for a ZIP, metadata.json / JSON with "
-                            "info+media_items, parquet (platform or Hub enriched), a vl-datasets CSV or a fastdup folder")
+                            "info+media_items, parquet (platform or Hub enriched), a vl-datasets CSV or a fastdup "
+                            "folder")
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -1618,7 +1623,8 @@ class _IndexKeys:
         if "class_id" in index.columns:
             cls = _text_array(index["class_id"])
             dirs |= set(pc.unique(cls).to_pylist())
-            makers.append(("path", "<split>/<class>/<file>", lambda: pc.binary_join_element_wise(split, cls, names, _SLASH)))
+            makers.append(("path", "<split>/<class>/<file>",
+                           lambda: pc.binary_join_element_wise(split, cls, names, _SLASH)))
         if "source" in index.columns:  # ImageFolder sources: the original relative path (val/n01/x.JPEG)
             src = pc.replace_substring(_text_array(index["source"]), "\\", "/")
             is_rel = pc.and_(pc.match_substring(src, "/"), pc.invert(pc.match_substring(src, ":")))
@@ -1656,7 +1662,9 @@ def _lookup(query: pa.Array, keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     where = where.to_numpy(zero_copy_only=False).astype(np.int64)
     found = where >= 0
     safe = np.where(found, where, 0)
-    return np.where(found, first[safe] if len(first) else -1, -1), np.where(found, counts[safe] if len(counts) else 0, 0)
+    if not len(first):  # the level has no keys at all
+        return np.full(len(where), -1, dtype=np.int64), np.zeros(len(where), dtype=np.int64)
+    return np.where(found, first[safe], -1), np.where(found, counts[safe], 0)
 
 
 def _candidates(keys: pa.Array, ids: pa.Array, wanted: list[str]) -> dict[str, list[str]]:

@@ -12,6 +12,7 @@ relative path (without suffix, ``/`` -> ``__``) as id instead.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -119,11 +120,23 @@ def assign_ids(files: list[FolderFile]) -> list[str]:
     return ids
 
 
-def _read(f: FolderFile, real_root: Path) -> tuple[bytes, str]:
+def _resolve(path: Path) -> tuple[Path | None, str]:
+    """``(real path, "")``, or ``(None, reason)`` for a link that cannot be followed (a symlink loop
+    raises RuntimeError before Python 3.13, OSError after)."""
     try:
-        target = f.path.resolve()
+        return path.resolve(), ""
+    except RuntimeError:
+        return None, "symlink loop (refused)"
     except OSError as err:
-        return b"", f"cannot resolve path: {err}"
+        if err.errno == errno.ELOOP:
+            return None, "symlink loop (refused)"
+        return None, f"cannot resolve path: {err.strerror or err}"
+
+
+def _read(f: FolderFile, real_root: Path) -> tuple[bytes, str]:
+    target, why = _resolve(f.path)
+    if target is None:
+        return b"", why
     if f.path.is_symlink() and not target.is_relative_to(real_root):
         return b"", "symlink points outside the dataset root (refused)"
     if not target.is_file():
@@ -175,11 +188,14 @@ def list_image_files(root: str | Path) -> tuple[list[str], list[tuple[str, str]]
     files, refused = [], []
     for path in _walk(root):
         rel = path.relative_to(root).as_posix()
+        target, why = _resolve(path)
         if any(part.startswith(".") for part in rel.split("/")):
             refused.append((rel, "hidden file ignored"))
-        elif path.is_symlink() and not path.resolve().is_relative_to(real_root):
+        elif target is None:
+            refused.append((rel, why))
+        elif path.is_symlink() and not target.is_relative_to(real_root):
             refused.append((rel, "symlink points outside the folder (refused)"))
-        elif path.resolve().is_file():
+        elif target.is_file():
             files.append(rel)
         else:
             refused.append((rel, "not a regular file"))
