@@ -94,7 +94,7 @@ class TrainParams:
 
     epochs: int = 15
     batch_size: int = 128  # per process; under torchrun the global batch is batch_size x processes
-    lr: float = 0.1
+    lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: Literal["cosine", "step", "constant"] = "cosine"
@@ -102,6 +102,7 @@ class TrainParams:
     step_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of the epochs
     step_gamma: float = 0.1
     image_size: int = 32
+    stem: Literal["auto", "small", "imagenet"] = "auto"  # auto: small when image_size <= 64
     augmentation: Literal["none", "standard"] = "standard"
     crop_padding: int = 4
     hflip: bool = False
@@ -196,7 +197,8 @@ def read_label_file(
     bad = labels.isna() | (labels != labels.round())
     if bad.any():
         i = frame.index[bad][0]
-        raise SchemaError(f"{path}: row {i} ({frame.at[i, 'image_id']}) has label {frame.at[i, 'label']!r}, not an integer")
+        raise SchemaError(f"{path}: row {i} ({frame.at[i, 'image_id']}) has label {frame.at[i, 'label']!r}, "
+                          "not an integer")
     dup = frame["image_id"][frame["image_id"].duplicated()]
     if len(dup):
         raise SchemaError(f"{path}: image '{dup.iloc[0]}' appears more than once")
@@ -336,7 +338,8 @@ class ShardImages:
         import torch
 
         idx = np.asarray(indices, dtype=np.int64)
-        x = np.stack([self.load(int(i)) for i in idx]) if len(idx) else np.zeros((0, 3, self.image_size, self.image_size), np.uint8)
+        size = self.image_size
+        x = np.stack([self.load(int(i)) for i in idx]) if len(idx) else np.zeros((0, 3, size, size), np.uint8)
         return torch.from_numpy(x), torch.from_numpy(self.labels[idx]), torch.from_numpy(idx)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -351,7 +354,7 @@ class CachedImages:
         import torch
 
         self.image_size = source.image_size
-        self.labels = torch.from_numpy(source.labels)
+        self.labels = torch.from_numpy(source.labels.copy())
         self.images = torch.empty((len(source), 3, self.image_size, self.image_size), dtype=torch.uint8)
         order = np.lexsort((source.offset, source.block))  # read every row group once, in order
         for x, _, pos in make_loader(source, _Batches(order.tolist(), 256), workers=workers):
@@ -413,7 +416,8 @@ def epoch_order(
         parts = []
         shuffled = rng.permutation(len(starts))
         for w in range(0, len(shuffled), window_blocks):
-            members = np.concatenate([by_block[starts[k] : starts[k] + counts[k]] for k in shuffled[w : w + window_blocks]])
+            window = shuffled[w : w + window_blocks]
+            members = np.concatenate([by_block[starts[k] : starts[k] + counts[k]] for k in window])
             parts.append(rng.permutation(members))
         order = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     per_rank = math.ceil(n / world_size) if n else 0
@@ -493,26 +497,32 @@ def make_loader(dataset: ShardImages | CachedImages, batches: _Batches, *, worke
 
 
 # -- model ---------------------------------------------------------------------------------------
-def build_model(num_classes: int, image_size: int) -> torch.nn.Module:
-    """torchvision ResNet-18 without pretrained weights; CIFAR-style stem when ``image_size <= 64``."""
+def small_stem(stem: str, image_size: int) -> bool:
+    """Whether ``stem`` (auto | small | imagenet) means the CIFAR-style stem at ``image_size``."""
+    return stem == "small" or (stem == "auto" and image_size <= SMALL_STEM_MAX_SIZE)
+
+
+def build_model(num_classes: int, *, small: bool) -> torch.nn.Module:
+    """torchvision ResNet-18 without pretrained weights; with ``small`` the CIFAR-style stem
+    (3x3 conv, stride 1, no max-pool: 16x more activations than the ImageNet stem at the same size)."""
     import torch
     import torchvision
 
     model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
-    if image_size <= SMALL_STEM_MAX_SIZE:
+    if small:
         model.conv1 = torch.nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         torch.nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
         model.maxpool = torch.nn.Identity()
     return model
 
 
-def save_model(path: str | Path, model: torch.nn.Module, *, num_classes: int, image_size: int,
+def save_model(path: str | Path, model: torch.nn.Module, *, num_classes: int, image_size: int, small: bool,
                classes: Sequence[str]) -> None:
     """Write the model file atomically: weights plus what :func:`load_model` needs to rebuild it."""
     import torch
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": MODEL_FORMAT, "arch": "resnet18", "small_stem": image_size <= SMALL_STEM_MAX_SIZE,
+    payload = {"format": MODEL_FORMAT, "arch": "resnet18", "small_stem": bool(small),
                "num_classes": num_classes, "image_size": image_size, "mean": list(MEAN), "std": list(STD),
                "classes": list(classes), "state_dict": state}
     with atomic_path(path) as tmp:
@@ -540,7 +550,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         raise DatasetError(f"model file {path} cannot be read: {err}") from err
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT or payload.get("arch") != "resnet18":
         raise DatasetError(f"model file {path} is not a vlclean ResNet-18 model (format {MODEL_FORMAT})")
-    model = build_model(payload["num_classes"], payload["image_size"])
+    model = build_model(payload["num_classes"], small=bool(payload["small_stem"]))
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()
     return LoadedModel(model, payload["num_classes"], payload["image_size"], list(payload["classes"]))
@@ -682,7 +692,8 @@ def predict(
     def cat(parts: list, dtype) -> np.ndarray:
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
 
-    return Predictions(cat(out_pos, np.int64), cat(out_pred, np.int64), cat(out_lab, np.int64), cat(out_loss, np.float64))
+    return Predictions(cat(out_pos, np.int64), cat(out_pred, np.int64), cat(out_lab, np.int64),
+                       cat(out_loss, np.float64))
 
 
 # -- schedule, checkpoints -----------------------------------------------------------------------
@@ -735,7 +746,8 @@ def _set_rng_state(state: dict) -> None:
 
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
@@ -745,7 +757,6 @@ def _set_rng_state(state: dict) -> None:
 # -- the training run ----------------------------------------------------------------------------
 EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "val/accuracy_leak_free", "lr",
                  "images_per_s", "epoch_seconds")
-TIMING_METRICS = ("images_per_s", "epoch_seconds")
 
 
 @dataclass
@@ -762,7 +773,8 @@ class _Loggers:
     """DVCLive (always, rank 0) and W&B (optional). On resume the DVCLive folder is rebuilt from the
     checkpoint's history, so it never holds epochs twice or epochs the checkpoint lacks."""
 
-    def __init__(self, live_dir: Path | None, wandb_params: WandbParams, run_config: dict, wandb_id: str | None) -> None:
+    def __init__(self, live_dir: Path | None, wandb_params: WandbParams, run_config: dict,
+                 wandb_id: str | None) -> None:
         self.live = None
         self.wandb_run = None
         if live_dir is not None:
@@ -868,7 +880,8 @@ def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_
     index = raw.index()
     classes = raw.classes().sort_values("label")
     num_classes = int(classes["label"].max()) + 1
-    train_set = subset(read_label_file(train_labels, raw, with_leaked=False, index=index), params.max_train_images, seed)
+    train_set = read_label_file(train_labels, raw, with_leaked=False, index=index)
+    train_set = subset(train_set, params.max_train_images, seed)
     val_set = read_label_file(val_labels, raw, with_leaked=True, index=index)
     if len(train_set) < 2:
         raise DatasetError(f"{train_labels}: {len(train_set)} image(s) to train on; need at least 2")
@@ -894,7 +907,8 @@ def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_
                  time.perf_counter() - t0, device, dist_ctx.world_size, fp)
 
     torch.manual_seed(seed)
-    model = build_model(num_classes, params.image_size).to(device)
+    small = small_stem(params.stem, params.image_size)
+    model = build_model(num_classes, small=small).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum,
                                 weight_decay=params.weight_decay)
     batches = _EpochBatches(len(train_set), params.batch_size, seed=seed, rank=dist_ctx.rank,
@@ -978,6 +992,8 @@ def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_
                 "lr": lr_used,
                 "images_per_s": round(seen / train_seconds, 1),
                 "epoch_seconds": round(time.perf_counter() - t_epoch, 2),
+                "train_seconds": round(train_seconds, 3),
+                "images": int(seen),
             }
             history.append(record)
             if dist_ctx.is_main:
@@ -994,7 +1010,7 @@ def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_
                     os._exit(137)  # tests: die like a killed job, right after the checkpoint
             _barrier(dist_ctx)
         if dist_ctx.is_main:
-            save_model(model_path, model, num_classes=num_classes, image_size=params.image_size,
+            save_model(model_path, model, num_classes=num_classes, image_size=params.image_size, small=small,
                        classes=classes["class_name"].astype(str).tolist())
     finally:
         if loggers is not None:
@@ -1019,9 +1035,12 @@ def _write_checkpoint(path: Path, *, fp: str, epoch: int, model, optimizer, sche
 
 
 def final_metrics(history: list[dict], *, n_train: int, val: LabelledImages, world_size: int, epochs: int) -> dict:
-    """The last epoch's metrics plus throughput (the only part that varies between identical runs)."""
+    """The last epoch's metrics plus ``throughput`` (the only part that varies between identical runs):
+    training images per second (training passes only), mean epoch seconds (with validation and
+    checkpointing) and their total, over every epoch, also those run before a resume."""
     last = history[-1] if history else {}
-    timed = [h for h in history if h.get("images_per_s")]
+    timed = [h for h in history if h.get("train_seconds")]
+    train_seconds = sum(h["train_seconds"] for h in timed)
     n_leaked = int(val.frame["leaked"].sum())
     return {
         "epochs": epochs,
@@ -1035,8 +1054,56 @@ def final_metrics(history: list[dict], *, n_train: int, val: LabelledImages, wor
         "val_accuracy": last.get("val/accuracy"),
         "val_accuracy_leak_free": last.get("val/accuracy_leak_free"),
         "throughput": {
-            "images_per_s": round(float(np.mean([h["images_per_s"] for h in timed])), 1) if timed else None,
+            "images_per_s": round(sum(h["images"] for h in timed) / train_seconds, 1) if train_seconds else None,
             "seconds_per_epoch": round(float(np.mean([h["epoch_seconds"] for h in timed])), 2) if timed else None,
-            "train_seconds": round(float(sum(h["epoch_seconds"] for h in timed)), 1),
+            "total_seconds": round(float(sum(h["epoch_seconds"] for h in timed)), 1),
         },
     }
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Accuracy on the full and the leak-free test split, per class, and one row per test image."""
+
+    metrics: dict
+    per_class: pd.DataFrame  # class_name, accuracy, images
+    confusion: pd.DataFrame  # image_id, actual, predicted, leaked (DVC confusion: x=actual, y=predicted)
+
+
+def evaluation_report(images: LabelledImages, pred: Predictions, class_names: Sequence[str]) -> EvaluationReport:
+    """Score ``pred`` (from :func:`predict` over ``images``) against the labels of ``images``.
+
+    ``leak_inflation = accuracy - accuracy_leak_free``: how much train copies of test images inflate
+    the headline number. Leak-free figures are ``None`` when every test image leaked.
+    """
+    f = images.frame
+    if len(pred.positions) != len(f) or not np.array_equal(np.sort(pred.positions), np.arange(len(f))):
+        raise ValueError(f"predictions cover {len(pred.positions)} positions, the label file {len(f)} images")
+    order = np.argsort(pred.positions)
+    predicted = pred.predicted[order]
+    actual = f["label"].to_numpy()
+    leaked = f["leaked"].to_numpy(dtype=bool)
+    correct = predicted == actual
+    names = np.asarray(list(class_names), dtype=object)
+    n, n_clean = len(f), int((~leaked).sum())
+    acc = float(correct.mean()) if n else None
+    acc_clean = float(correct[~leaked].mean()) if n_clean else None
+    rows = []
+    for label, name in enumerate(names):
+        mine = actual == label
+        rows.append({"class_name": str(name), "accuracy": round(float(correct[mine].mean()), 6) if mine.any() else None,
+                     "images": int(mine.sum())})
+    per_class = pd.DataFrame(rows, columns=["class_name", "accuracy", "images"])
+    metrics = {
+        "accuracy": None if acc is None else round(acc, 6),
+        "accuracy_leak_free": None if acc_clean is None else round(acc_clean, 6),
+        "leak_inflation": None if acc is None or acc_clean is None else round(acc - acc_clean, 6),
+        "n_test": n,
+        "n_leak_free": n_clean,
+        "n_leaked": n - n_clean,
+        "per_class_accuracy": {r["class_name"]: r["accuracy"] for r in rows},
+    }
+    confusion = pd.DataFrame({"image_id": f["image_id"].to_numpy(), "actual": names[actual],
+                              "predicted": names[predicted], "leaked": leaked})
+    return EvaluationReport(metrics, per_class, confusion)

@@ -1,0 +1,111 @@
+"""evaluate: test accuracy of the trained model, on the full and the leak-free test split, per class.
+
+Inputs:  ``--raw`` (data/raw), ``--model`` (models/model.pt from train), ``--labels`` (eval label CSV:
+         image_id, label, leaked), params ``evaluate``.
+Outputs: ``--metrics`` (metrics/eval.json: accuracy, accuracy_leak_free, leak_inflation, n_test,
+         n_leak_free, per-class accuracy), ``--plots``: per_class_accuracy.csv/.png and confusion.csv
+         (one row per test image: image_id, actual, predicted, leaked; DVC's confusion template) + .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from vlclean import cli
+from vlclean.config import check_range, from_dict, read_params_file
+from vlclean.datasets import RawDataset
+from vlclean.errors import DatasetError
+from vlclean.reporting import bar_plot, save_figure
+from vlclean.storage import write_csv, write_json
+from vlclean.training import (Device, Loader, evaluation_report, load_model, open_images, predict, read_label_file,
+                              resolve_device)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = 256
+    device: Device = "auto"
+    amp: bool = False
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    workers: int = 0
+    loader: Loader = "auto"
+    cache_max_mb: int = 2048
+
+    def validate(self, prefix: str) -> None:
+        check_range(prefix, "batch_size", self.batch_size, 1, 65_536)
+        check_range(prefix, "workers", self.workers, 0, 256)
+        check_range(prefix, "cache_max_mb", self.cache_max_mb, 0)
+
+
+def confusion_heatmap(confusion: pd.DataFrame, class_names: list[str], png_path: Path, title: str) -> None:
+    """A counts heatmap of actual (rows) x predicted (columns), annotated when the classes are few."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = pd.crosstab(pd.Categorical(confusion["actual"], class_names),
+                        pd.Categorical(confusion["predicted"], class_names), dropna=False).to_numpy()
+    side = min(24.0, max(5.0, 0.45 * len(class_names)))
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    im = ax.imshow(table, cmap="Blues")
+    if len(class_names) <= 30:
+        ax.set_xticks(range(len(class_names)), class_names, rotation=90)
+        ax.set_yticks(range(len(class_names)), class_names)
+        for (i, j), v in np.ndenumerate(table):
+            if v:
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                        color="white" if v > table.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    save_figure(fig, png_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser(__doc__)
+    p.add_argument("--raw", default="data/raw")
+    p.add_argument("--model", default="models/model.pt")
+    p.add_argument("--labels", required=True, help="eval label CSV (image_id, label, leaked)")
+    p.add_argument("--metrics", default="metrics/eval.json")
+    p.add_argument("--plots", default="plots/evaluate")
+
+    def body(args: argparse.Namespace) -> int:
+        params = from_dict(EvaluateParams, read_params_file(args.params).get("evaluate"), "evaluate")
+        device = resolve_device(params.device, key="evaluate.device")
+        raw = RawDataset.open(args.raw)
+        names = raw.classes().sort_values("label")["class_name"].astype(str).tolist()
+        model = load_model(args.model, device)
+        if model.num_classes != len(names):
+            raise DatasetError(f"model {args.model} has {model.num_classes} classes, {args.raw} has {len(names)}")
+        images = read_label_file(args.labels, raw, with_leaked=True)
+        data = open_images(args.raw, images, model.image_size, loader=params.loader,
+                           cache_max_mb=params.cache_max_mb, workers=params.workers)
+        pred = predict(model.model, data, device=device, batch_size=params.batch_size, workers=params.workers,
+                       amp=params.amp, amp_dtype=params.amp_dtype)
+        report = evaluation_report(images, pred, names)
+        write_json(args.metrics, report.metrics)
+        plots = Path(args.plots)
+        bar_plot(report.per_class, x="class_name", y="accuracy", csv_path=plots / "per_class_accuracy.csv",
+                 png_path=plots / "per_class_accuracy.png", title="Test accuracy per class",
+                 horizontal=len(names) > 30)
+        write_csv(plots / "confusion.csv", report.confusion)
+        confusion_heatmap(report.confusion, names, plots / "confusion.png", title="Confusion matrix (test split)")
+        m = report.metrics
+        print(f"evaluate: accuracy {m['accuracy']} on {m['n_test']} test images, {m['accuracy_leak_free']} on the "
+              f"{m['n_leak_free']} leak-free ones (leak inflation {m['leak_inflation']})")
+        return 0
+
+    return cli.run(body, p, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
