@@ -109,3 +109,10 @@ def test_noise_params_are_validated() -> None:
         from_dict(noise.NoiseParams, {"kind": "adversarial"}, "noise")
     with pytest.raises(ParamsError, match="denoise.method"):
         from_dict(denoise.DenoiseParams, {"method": "magic"}, "denoise")
+
+
+def test_zero_rate_needs_no_features_for_either_kind() -> None:
+    labels = np.arange(20) % 4
+    for kind in ("random", "intelligent"):
+        out = inject_noise(labels, 4, rate=0.0, kind=kind, rng=np.random.default_rng(0))
+        assert (out == labels).all()

@@ -43,7 +43,10 @@ def test_queued_noise_sweep_and_findings_report(repo_copy: Path) -> None:
         if "Queued" not in status and "Running" not in status:
             break
         time.sleep(5)
-    assert "Failed" not in status, status
+    failed = [line.split()[1] for line in status.splitlines() if "Failed" in line and len(line.split()) > 1]
+    logs = "".join(subprocess.run([*dvc, "queue", "logs", name], cwd=repo_copy, capture_output=True, text=True,
+                                  env={**os.environ, "DVC_NO_ANALYTICS": "1"}).stdout[-3000:] for name in failed)
+    assert not failed, f"{status}\n{logs}"
     shown = json.loads(sh(repo_copy, *dvc, "exp", "show", "--json"))
     out = repo_copy / "reports"
     (out).mkdir()

@@ -52,6 +52,8 @@ def inject_noise(
     n = len(labels)
     noisy = labels.copy()
     flip = rng.choice(n, size=int(round(rate * n)), replace=False) if n else np.array([], dtype=int)
+    if len(flip) == 0:
+        return noisy
     if kind == "random" or n_classes < 2:
         offsets = rng.integers(1, max(n_classes, 2), size=len(flip))
         noisy[flip] = (labels[flip] + offsets) % n_classes
