@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
 import sys
 import tempfile
 import threading
 import time
 import tracemalloc
 from pathlib import Path
+
+from _common import current_rss_gb, peak_rss_gb  # noqa: E402  (bench/ is on sys.path when run)
 
 import numpy as np
 
@@ -47,15 +48,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.items = 100_000
     return args
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
-
-
-def current_rss_gb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**30
 
 
 class RssSampler:

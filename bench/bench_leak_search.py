@@ -14,11 +14,12 @@ Exits 1 when a target is missed (time, memory, exact agreement, recall).
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
 import tracemalloc
 from pathlib import Path
+
+from _common import current_rss_gb, peak_rss_gb  # noqa: E402  (bench/ is on sys.path when run)
 
 import numpy as np
 
@@ -52,15 +53,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.train, args.test, args.planted = 100_000, 5_000, 200
     return args
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
-
-
-def current_rss_gb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**30
 
 
 # ------------------------------------------------------------------ (a) Hamming
