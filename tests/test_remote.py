@@ -331,7 +331,7 @@ def file_hashes(repo: Path, outs: list[str]) -> dict[str, str]:
 def commit_all(repo: Path, message: str) -> None:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}
-    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", message]):
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-q", "--allow-empty", "-m", message]):
         subprocess.run(cmd, cwd=repo, check=True, env=env, capture_output=True)
 
 

@@ -156,7 +156,8 @@ def test_own_analyzer_export_parses(tmp_path: Path) -> None:
     ids = [f"digits_{i:05d}" for i in range(4)]
     media = pd.DataFrame({
         "image_id": ids, "file_name": [f"{i}.png" for i in ids], "split": ["train", "train", "test", "test"],
-        "label": [1, 1, 2, 3], "class_name": ["one", "one", "two", "three"], "width": 32, "height": 32,
+        "label": [1, 1, 2, 3], "class_id": ["c1", "c1", "c2", "c3"], "class_name": ["one", "one", "two", "three"],
+        "width": 32, "height": 32,
         "file_size": 1500, "uniqueness_score": [0.1, 0.0, np.nan, 0.9], "cluster_id": ["c1", "c1", "", "c2"],
     })
     issues = pd.DataFrame({
