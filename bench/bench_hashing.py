@@ -132,7 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of timings; the best counts")
     parser.add_argument("--side", type=int, default=SIDE, help="shorter side of the JPEGs in px (default 256)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="small run: 300 images, 1 round")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.repeats = 300, 1
     if min(args.n, args.workers, args.repeats, args.side) < 1:
         given = f"{args.n}, {args.workers}, {args.repeats}, {args.side}"
         parser.error(f"--n, --workers, --repeats and --side must be >= 1, got {given}")
