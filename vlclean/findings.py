@@ -67,7 +67,7 @@ def experiments_table(exp_show: Any) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         raise VLCleanError("no experiment with metrics/eval.json in the dvc exp show output (run the sweep first)")
-    frame = frame.drop_duplicates(subset=["name", *KEYS, "accuracy"])
+    frame = frame.drop_duplicates(subset=[*KEYS, "accuracy"])  # one run listed under several revs
     frame["noise.rate"] = frame["noise.rate"].astype(float)
     return frame
 
