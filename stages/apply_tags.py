@@ -24,9 +24,9 @@ from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
 from vlclean.errors import ExportFormatError, ParamsError
 from vlclean.reporting import bar_plot
-from vlclean.review import read_reviews_csv, render_review_page, safe_thumbnail, write_review_page
+from vlclean.review import REVIEW_COLUMNS, read_reviews_csv, render_review_page, safe_thumbnail, write_review_page
 from vlclean.storage import write_csv, write_json
-from vlclean.tagging import MANIFEST_COLUMNS, REVIEW_COLUMNS, Rule, TagDef, apply_reviews, decide, validate_rules
+from vlclean.tagging import MANIFEST_COLUMNS, Rule, TagDef, apply_reviews, decide, validate_rules
 from vlclean.vl_ingest import extract_images, read_export
 
 

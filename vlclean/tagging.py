@@ -42,8 +42,6 @@ import numpy as np
 import pandas as pd
 
 from vlclean.errors import ParamsError
-from vlclean.review import REVIEW_ACTIONS as ACTIONS
-from vlclean.review import REVIEW_COLUMNS
 
 SEVERITY = {"drop": 3, "relabel": 2, "review": 1, "keep": 0}
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -239,7 +237,7 @@ def apply_reviews(decisions: pd.DataFrame, reviews: pd.DataFrame, key_of_file: M
                   taxonomy: Mapping[str, TagDef]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Manual reviews override rule decisions. Returns ``(decisions, conflicts, unmatched)``.
 
-    ``reviews`` has REVIEW_COLUMNS plus ``source`` (file:row). Reviewers who disagree on an image's
+    ``reviews`` has vlclean.review.REVIEW_COLUMNS plus ``source`` (file:row). Reviewers who disagree on an image's
     action (or new label) leave it at ``review``; the conflict is listed. Reviews naming a file that is
     not in the dataset are returned as ``unmatched`` (never silently dropped).
     """

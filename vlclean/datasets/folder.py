@@ -70,7 +70,6 @@ def scan_folder(
         flat = True
     else:
         flat = False
-    real_root = root.resolve()
     files: list[FolderFile] = []
     rejected: list[dict[str, str]] = []
 
