@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import abc
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -49,6 +48,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from vlclean.errors import ParamsError, SchemaError, VLCleanError
+from vlclean.storage import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -312,23 +312,13 @@ def embed_stream(
 def write_embedding_shard(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     """Write a 2-D float16/float32 array to ``path`` as ``.npy`` atomically; return the path.
 
-    The data goes to a temporary file in the same folder (created if missing), which is then renamed
-    over ``path``, so a reader never sees a half-written shard.
+    Written through :func:`vlclean.storage.atomic_path` (temporary file in the same folder, then a
+    rename), so a reader never sees a half-written shard.
     """
     _check_shard(array, where="embedding shard to write")
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; shards are ordinary readable files
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp, tmp.open("wb") as handle:  # a killed run's temporaries are swept later
+        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
     return target
 
 
