@@ -85,7 +85,7 @@ def tag_images(images: pd.DataFrame, issues: pd.DataFrame, params: ApplyTagsPara
     conflicts = pd.DataFrame(columns=["key", "file_name", "reviews", "sources"])
     if reviews is not None and len(reviews):
         names = images["review_name"] if "review_name" in images else images["file_name"]
-        decisions, conflicts, _ = apply_reviews(decisions, reviews, dict(zip(names, images["key"])), params.taxonomy)
+        decisions, conflicts, _ = apply_reviews(decisions, reviews, dict(zip(names, images["key"])))
     out = images.merge(decisions, on="key", how="left")
     out["issues"] = out["key"].map(_issue_text(issues)).fillna("")
     for col in MANIFEST_COLUMNS:

@@ -98,7 +98,7 @@ def test_reviews_override_and_conflicts_are_reported() -> None:
         "reviewer": ["ann", "bob", "cy", "dee"], "note": ["fine", "", "", ""],
         "source": ["a.csv:1", "a.csv:2", "b.csv:1", "b.csv:2"],
     })
-    out, conflicts, unmatched = apply_reviews(d, reviews, dict(zip(imgs["file_name"], imgs["key"])), TAXONOMY)
+    out, conflicts, unmatched = apply_reviews(d, reviews, dict(zip(imgs["file_name"], imgs["key"])))
     out = out.set_index("key")
     assert out.loc["i0", "action"] == "keep" and out.loc["i0", "reasons"].startswith("review: ann=keep (fine)")
     assert "verified_ok" in out.loc["i0", "tags"]

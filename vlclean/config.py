@@ -49,14 +49,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, key)
-            except ParamsError as err:
-                errors.append(str(err))
+            except ParamsError:
+                continue
         raise ParamsError(f"params key '{key}': {value!r} matches none of {[_type_name(a) for a in args]}")
     if origin is Literal:
         choices = get_args(tp)

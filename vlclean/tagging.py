@@ -233,8 +233,8 @@ def _group_matches(rule: Rule, info: pd.DataFrame, issues: pd.DataFrame, dropped
 
 
 # -- manual reviews ----------------------------------------------------------------------------------
-def apply_reviews(decisions: pd.DataFrame, reviews: pd.DataFrame, key_of_file: Mapping[str, str],
-                  taxonomy: Mapping[str, TagDef]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def apply_reviews(decisions: pd.DataFrame, reviews: pd.DataFrame,
+                  key_of_file: Mapping[str, str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Manual reviews override rule decisions. Returns ``(decisions, conflicts, unmatched)``.
 
     ``reviews`` has vlclean.review.REVIEW_COLUMNS plus ``source`` (file:row). Reviewers who disagree on an image's

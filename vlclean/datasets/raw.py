@@ -113,7 +113,6 @@ class RawDatasetWriter:
         self.workers = workers
         self.max_pixels = max_pixels
         self.progress = progress
-        self._seen_ids: set[str] = set()
 
     # -- units ---------------------------------------------------------------------------------
     def _unit_dir(self, unit: Unit) -> Path:
