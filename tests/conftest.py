@@ -257,3 +257,84 @@ def require_browser() -> None:
         if os.environ.get("VLCLEAN_REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def require_fashion_mnist() -> Path:
+    """Fashion-MNIST from Debian's package; skipped where it is missing, except where the run demands it
+    (``.ci/run`` sets VLCLEAN_REQUIRE_FASHION_MNIST=1 after installing it): then fail."""
+    if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        message = f"needs Fashion-MNIST at {FASHION_MNIST} (apt-get install dataset-fashion-mnist)"
+        if os.environ.get("VLCLEAN_REQUIRE_FASHION_MNIST") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return FASHION_MNIST
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """One gzipped IDX file (unsigned bytes) exactly as MNIST distributes them."""
+    import gzip
+    import struct
+
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    return path
+
+
+def write_idx_quartet(root: Path, *, n_train: int = 40, n_test: int = 20, n_classes: int = 4, side: int = 12,
+                      seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The MNIST-format quartet (random pixels, cycling labels) in ``root``; returns the arrays per split."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, stem, n in (("train", "train", n_train), ("test", "t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, side, side), dtype=np.uint8)
+        labels = (np.arange(n) % n_classes).astype(np.uint8)
+        write_idx(root / f"{stem}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{stem}-labels-idx1-ubyte.gz", labels)
+        out[split] = (images, labels)
+    return out
+
+
+def write_cifar(root: Path, *, variant: str = "cifar10", per_batch: int = 6, packed: bool = True, seed: int = 0) -> Path:
+    """A small CIFAR "python version" distribution in the real format (pickled dicts with byte keys,
+    (N, 3072) uint8 planes): ``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz``, or the folder it
+    extracts to when ``packed`` is false. CIFAR-100 gets 6 fine classes in 2 superclasses."""
+    import pickle
+    import tarfile
+
+    rng = np.random.default_rng(seed)
+    if variant == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+        meta_name, meta = "batches.meta", {b"label_names": [n.encode() for n in names], b"num_cases_per_batch": per_batch}
+        batches = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    else:
+        folder = root / "cifar-100-python"
+        fine = ["beaver", "dolphin", "otter", "apple", "mushroom", "orange"]
+        meta_name, meta = "meta", {b"fine_label_names": [n.encode() for n in fine],
+                                   b"coarse_label_names": [b"aquatic_mammals", b"fruit_and_vegetables"]}
+        batches = ["train", "test"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / meta_name).write_bytes(pickle.dumps(meta, protocol=2))
+    for b in batches:
+        n = per_batch * (3 if variant == "cifar100" and b == "train" else 1)
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        d = {b"batch_label": b.encode(), b"data": data, b"filenames": [f"{b}_{i}.png".encode() for i in range(n)]}
+        if variant == "cifar10":
+            d[b"labels"] = [int(x) for x in rng.integers(0, 10, n)]
+        else:
+            fine_labels = rng.integers(0, 6, n)
+            d[b"fine_labels"] = [int(x) for x in fine_labels]
+            d[b"coarse_labels"] = [int(x) // 3 for x in fine_labels]
+        (folder / b).write_bytes(pickle.dumps(d, protocol=2))
+    if not packed:
+        return folder
+    archive = root / f"{'cifar-10' if variant == 'cifar10' else 'cifar-100'}-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    shutil.rmtree(folder)
+    return archive

@@ -1,4 +1,4 @@
-"""Dataset sources (built-in, ImageFolder, Hugging Face Hub) and the raw parquet layout they share."""
+"""Dataset sources (built-in, ImageFolder, Hugging Face Hub, MNIST-format IDX, CIFAR) and the raw parquet layout they share."""
 
 from vlclean.datasets.raw import ConversionStats, RawDataset, RawDatasetWriter, RawRecord, Unit
 
