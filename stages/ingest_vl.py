@@ -5,7 +5,7 @@ Inputs:  params ``ingest_vl.export`` (one path or a list; empty: our analyze sta
 Outputs: ``--out`` (data/vl_ingested: media.parquet, issues.parquet, match_report.csv listing every
          unmatched or ambiguous item), ``--metrics`` (formats, issue counts, match counts).
 Formats: platform metadata.json / ZIP / metadata.parquet, vl-datasets CSV, Hub enriched parquet,
-fastdup folder (see vlclean/vl_ingest.py).
+fastdup folder (see vlclean/vl_ingest/, one module per format).
 """
 
 from __future__ import annotations
