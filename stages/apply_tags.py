@@ -21,7 +21,7 @@ import pandas as pd
 
 from vlclean import cli
 from vlclean.config import from_dict, load_base, read_params_file
-from vlclean.datasets import RawDataset
+from vlclean.datasets import RawDataset, folder_paths
 from vlclean.errors import ExportFormatError, ParamsError
 from vlclean.reporting import bar_plot
 from vlclean.review import REVIEW_COLUMNS, read_reviews_csv, render_review_page, safe_thumbnail, write_review_page
@@ -60,8 +60,7 @@ def review_names(index: pd.DataFrame) -> pd.Series:
     """The name reviews use for each image: its file name, or ``split/class_id/file_name`` where the file
     name is not unique in the dataset (an ImageFolder tree may repeat names across folders)."""
     names = index["file_name"].astype(str)
-    paths = index["split"].astype(str) + "/" + index["class_id"].astype(str) + "/" + names
-    return names.where(~names.duplicated(keep=False), paths)
+    return names.where(~names.duplicated(keep=False), folder_paths(index))
 
 
 def _images_from_index(index: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame:

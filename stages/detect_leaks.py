@@ -21,7 +21,7 @@ import pandas as pd
 
 from vlclean import cli
 from vlclean.config import from_dict, read_params_file
-from vlclean.datasets import RawDataset
+from vlclean.datasets import RawDataset, folder_paths
 from vlclean.encode import load_embeddings, load_features
 from vlclean.features import centre_crop_hashes
 from vlclean.leaks import (LeakParams, Side, calibration, find_leaks, leak_metrics, leaks_by_test, score_leaks)
@@ -36,7 +36,7 @@ def dataset_sides(raw_dir: Path, features_dir: Path, p: LeakParams) -> tuple[Sid
     index = raw.index()
     features = load_features(features_dir)
     emb = load_embeddings(features_dir) if need_embeddings else None
-    paths = (index["split"] + "/" + index["class_id"].astype(str) + "/" + index["file_name"]).to_numpy()
+    paths = folder_paths(index).to_numpy()
 
     def side(split: str) -> Side:
         rows = np.flatnonzero(index["split"].to_numpy() == split)

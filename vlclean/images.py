@@ -20,6 +20,10 @@ from vlclean.errors import VLCleanError
 # 64 MP: far above ImageNet (max ~ 12 MP) and far below a 30000x30000 bomb (900 MP).
 DEFAULT_MAX_PIXELS = 64_000_000
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+# Per-channel mean and standard deviation of ImageNet RGB in [0, 1]: how the torchvision ImageNet models
+# (embeddings) and our own classifier (training, stored in the model file) normalise their input.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageDecodeError(VLCleanError):

@@ -55,7 +55,8 @@ import pandas as pd
 from vlclean.config import check_range
 from vlclean.datasets import RawDataset
 from vlclean.errors import DatasetError, ParamsError, SchemaError
-from vlclean.images import ImageDecodeError, load_rgb
+from vlclean.devices import resolve_device
+from vlclean.images import IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, load_rgb
 from vlclean.storage import atomic_path, read_csv
 
 if TYPE_CHECKING:
@@ -63,8 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vlclean.training")
 
-MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, stored in the model file
-STD = (0.229, 0.224, 0.225)
 SMALL_STEM_MAX_SIZE = 64  # at or below: CIFAR-style stem (3x3 conv, stride 1, no max-pool)
 CRASH_ENV = "VLCLEAN_TRAIN_CRASH_AFTER_EPOCH"  # tests: os._exit(137) right after this epoch's checkpoint
 MODEL_FORMAT = 1
@@ -523,7 +522,7 @@ def save_model(path: str | Path, model: torch.nn.Module, *, num_classes: int, im
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": MODEL_FORMAT, "arch": "resnet18", "small_stem": bool(small),
-               "num_classes": num_classes, "image_size": image_size, "mean": list(MEAN), "std": list(STD),
+               "num_classes": num_classes, "image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
                "classes": list(classes), "state_dict": state}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -574,16 +573,6 @@ class Dist:
         return self.world_size > 1
 
 
-def resolve_device(device: Device, *, local_rank: int = 0, key: str = "train.device") -> torch.device:
-    import torch
-
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ParamsError(f"params key '{key}': 'cuda' requested but no CUDA device is available")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
 def init_distributed(device: Device) -> Dist:
     """Join the torchrun process group when ``WORLD_SIZE > 1`` (nccl on CUDA, gloo on CPU)."""
     import torch
@@ -592,7 +581,7 @@ def init_distributed(device: Device) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank=local_rank)
+    dev = resolve_device(device, key="train.device", local_rank=local_rank)
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
@@ -622,8 +611,8 @@ def _barrier(dist_ctx: Dist) -> None:
 def normalise(x_u8: torch.Tensor) -> torch.Tensor:
     import torch
 
-    mean = torch.tensor(MEAN, device=x_u8.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x_u8.device).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x_u8.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x_u8.device).view(1, 3, 1, 1)
     return (x_u8.float() / 255.0 - mean) / std
 
 
@@ -870,16 +859,23 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_labels: Path, val_labels: Path,
-           model_path: Path, checkpoint_dir: Path, live_dir: Path | None, progress: bool) -> TrainResult:
-    import torch
-    import torch.nn.functional as F
+@dataclass
+class _Inputs:
+    """What a run reads: the label files located in the raw shards, opened with the chosen loader."""
 
-    device = dist_ctx.device
+    train_set: LabelledImages
+    val_set: LabelledImages
+    train_data: ShardImages | CachedImages
+    val_data: ShardImages | CachedImages
+    class_names: list[str]  # by label
+    num_classes: int  # largest label + 1
+    fingerprint_files: list[Path]  # the files whose contents the checkpoint key covers
+
+
+def _read_inputs(params: TrainParams, seed: int, raw_dir: Path, train_labels: Path, val_labels: Path) -> _Inputs:
     raw = RawDataset.open(raw_dir)
     index = raw.index()
     classes = raw.classes().sort_values("label")
-    num_classes = int(classes["label"].max()) + 1
     train_set = read_label_file(train_labels, raw, with_leaked=False, index=index)
     train_set = subset(train_set, params.max_train_images, seed)
     val_set = read_label_file(val_labels, raw, with_leaked=True, index=index)
@@ -889,149 +885,213 @@ def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_
     if overlap:
         log.warning("%d image(s) are both in %s and %s (e.g. %s)", len(overlap), train_labels, val_labels,
                     sorted(overlap)[0])
+    opened = [open_images(raw_dir, images, params.image_size, loader=params.loader, cache_max_mb=params.cache_max_mb,
+                          workers=params.workers, window_blocks=params.stream_window_blocks)
+              for images in (train_set, val_set)]
+    return _Inputs(train_set, val_set, opened[0], opened[1], classes["class_name"].astype(str).tolist(),
+                   int(classes["label"].max()) + 1, [train_labels, val_labels, raw.root / "index.parquet"])
 
-    fp = run_fingerprint(params, seed=seed, files=[train_labels, val_labels, raw.root / "index.parquet"],
-                         world_size=dist_ctx.world_size, device_type=device.type)
-    ckpt_path = checkpoint_dir / fp / "last.pt"
 
-    t0 = time.perf_counter()
-    window = params.stream_window_blocks
-    train_data = open_images(raw_dir, train_set, params.image_size, loader=params.loader,
-                             cache_max_mb=params.cache_max_mb, workers=params.workers, window_blocks=window)
-    val_data = open_images(raw_dir, val_set, params.image_size, loader=params.loader,
-                           cache_max_mb=params.cache_max_mb, workers=params.workers, window_blocks=window)
-    streaming = isinstance(train_data, ShardImages)
-    if dist_ctx.is_main:
-        log.info("train: %d train / %d val images at %d px, %s loader, decoded in %.1f s; device %s x %d; run %s",
-                 len(train_set), len(val_set), params.image_size, "stream" if streaming else "memory",
-                 time.perf_counter() - t0, device, dist_ctx.world_size, fp)
+@dataclass
+class _Trainer:
+    """Everything one optimisation step touches and a checkpoint holds (besides the RNG states)."""
 
+    model: Any  # torch.nn.Module (unwrapped: what is saved)
+    net: Any  # the module that runs forward passes: ``model``, or its DDP wrapper (see :func:`_distribute`)
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    batches: _EpochBatches
+    loader: Any  # DataLoader over ``batches``
+
+
+def _build_trainer(params: TrainParams, seed: int, dist_ctx: Dist, inputs: _Inputs) -> _Trainer:
+    """Model, optimizer, schedule and batches, built in a fixed order from ``seed`` (resume relies on it)."""
+    import torch
+
+    device = dist_ctx.device
     torch.manual_seed(seed)
-    small = small_stem(params.stem, params.image_size)
-    model = build_model(num_classes, small=small).to(device)
+    model = build_model(inputs.num_classes, small=small_stem(params.stem, params.image_size)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum,
                                 weight_decay=params.weight_decay)
-    batches = _EpochBatches(len(train_set), params.batch_size, seed=seed, rank=dist_ctx.rank,
+    data = inputs.train_data
+    batches = _EpochBatches(len(inputs.train_set), params.batch_size, seed=seed, rank=dist_ctx.rank,
                             world_size=dist_ctx.world_size, window_blocks=params.stream_window_blocks,
-                            blocks=train_data.block if isinstance(train_data, ShardImages) else None)
-    loader = make_loader(train_data, batches, workers=params.workers, pin_memory=device.type == "cuda",
-                         persistent=True)
-    steps_per_epoch = len(batches)
-    total_steps = steps_per_epoch * params.epochs
-    warmup_steps = round(params.warmup_epochs * steps_per_epoch)
+                            blocks=data.block if isinstance(data, ShardImages) else None)
+    loader = make_loader(data, batches, workers=params.workers, pin_memory=device.type == "cuda", persistent=True)
+    total_steps = len(batches) * params.epochs
+    warmup_steps = round(params.warmup_epochs * len(batches))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
         s, total_steps=total_steps, warmup_steps=warmup_steps, schedule=params.schedule,
         milestones=params.step_milestones, gamma=params.step_gamma))
-    use_scaler = params.amp and params.amp_dtype == "float16"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    scaler = torch.amp.GradScaler(device.type, enabled=params.amp and params.amp_dtype == "float16")
+    return _Trainer(model, model, optimizer, scheduler, scaler, batches, loader)
 
-    start_epoch, history, wandb_id = 1, [], None
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state.get("format") == CHECKPOINT_FORMAT and state.get("fingerprint") == fp:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            _set_rng_state(state["rng"])
-            start_epoch, history, wandb_id = int(state["epoch"]) + 1, list(state["history"]), state.get("wandb_id")
-            if dist_ctx.is_main:
-                log.info("train: resuming run %s after epoch %d of %d", fp, start_epoch - 1, params.epochs)
-    net = model
+
+def _distribute(trainer: _Trainer, dist_ctx: Dist) -> None:
+    """Under torchrun, run forward passes through a DDP wrapper (built after any resume, so every rank
+    starts from the checkpoint's weights)."""
+    import torch
+
     if dist_ctx.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        device = dist_ctx.device
+        trainer.net = torch.nn.parallel.DistributedDataParallel(
+            trainer.model, device_ids=[device.index] if device.type == "cuda" else None)
 
+
+@dataclass(frozen=True)
+class _Resumed:
+    start_epoch: int = 1
+    history: list[dict] = field(default_factory=list)
+    wandb_id: str | None = None
+
+
+def load_checkpoint(path: Path, fp: str, trainer: _Trainer) -> _Resumed:
+    """Restore ``trainer`` and the RNG states from the checkpoint at ``path`` when it belongs to run ``fp``
+    (same format and fingerprint); otherwise leave everything as built and start at epoch 1."""
+    import torch
+
+    if not path.exists():
+        return _Resumed()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != fp:
+        return _Resumed()
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    return _Resumed(int(state["epoch"]) + 1, list(state["history"]), state.get("wandb_id"))
+
+
+def save_checkpoint(path: Path, *, fp: str, epoch: int, trainer: _Trainer, history: list[dict],
+                    wandb_id: str | None) -> None:
+    """Write everything :func:`load_checkpoint` restores, atomically (a kill leaves the previous one)."""
+    import torch
+
+    state = {"format": CHECKPOINT_FORMAT, "fingerprint": fp, "epoch": epoch, "live_step": epoch,
+             "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+             "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(),
+             "rng": _rng_state(), "history": history, "wandb_id": wandb_id}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train_one_epoch(trainer: _Trainer, params: TrainParams, *, seed: int, epoch: int, dist_ctx: Dist) -> dict:
+    """One pass over this rank's share of epoch ``epoch``; returns the loss, accuracy, last learning rate
+    and throughput summed over every rank. Augmentation draws from a generator seeded by
+    ``(seed, epoch, rank)``, so the epoch depends only on the state after the previous one."""
+    import torch
+    import torch.nn.functional as F
+
+    device = dist_ctx.device
+    t0 = time.perf_counter()
+    trainer.batches.epoch = epoch
+    gen = torch.Generator().manual_seed(_seed_for(seed, epoch, dist_ctx.rank, 11))
+    trainer.net.train()
+    optimizer = trainer.optimizer
+    loss_sum = correct = seen = 0.0
+    lr_used = optimizer.param_groups[0]["lr"]
+    for x, y, _ in trainer.loader:
+        x, y = normalise(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        if params.augmentation == "standard":
+            x = augment(x, gen, padding=params.crop_padding, hflip=params.hflip)
+        with _autocast(device, params.amp, params.amp_dtype):
+            logits = trainer.net(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=params.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        lr_used = optimizer.param_groups[0]["lr"]
+        trainer.scaler.scale(loss).backward()
+        trainer.scaler.step(optimizer)
+        trainer.scaler.update()
+        trainer.scheduler.step()
+        loss_sum += float(loss.detach()) * len(y)
+        correct += float((logits.detach().argmax(1) == y).sum())
+        seen += len(y)
+    seconds = time.perf_counter() - t0
+    loss_sum, correct, seen, seconds = _all_sum([loss_sum, correct, seen, seconds], dist_ctx)
+    seconds /= dist_ctx.world_size
+    return {"train/loss": round(loss_sum / seen, 6), "train/accuracy": round(correct / seen, 6), "lr": lr_used,
+            "images_per_s": round(seen / seconds, 1), "train_seconds": round(seconds, 3), "images": int(seen)}
+
+
+def validate(model: torch.nn.Module, inputs: _Inputs, params: TrainParams, dist_ctx: Dist) -> dict:
+    """Loss and accuracy on the validation images (each rank predicts its share), overall and leak-free."""
+    val_share = np.array_split(np.arange(len(inputs.val_set)), dist_ctx.world_size)[dist_ctx.rank].tolist()
+    pred = predict(model, inputs.val_data, device=dist_ctx.device, batch_size=max(params.batch_size, 256),
+                   workers=params.workers, amp=params.amp, amp_dtype=params.amp_dtype, positions=val_share)
+    leaked = inputs.val_set.frame["leaked"].to_numpy(dtype=bool)
+    v_loss, v_correct, v_n, v_clean_correct, v_clean = _all_sum(_accuracy_sums(pred, leaked), dist_ctx)
+    return {"val/loss": _ratio(v_loss, v_n), "val/accuracy": _ratio(v_correct, v_n),
+            "val/accuracy_leak_free": _ratio(v_clean_correct, v_clean)}
+
+
+def _epoch_record(epoch: int, trained: dict, validated: dict, seconds: float) -> dict:
+    return {"epoch": epoch, "train/loss": trained["train/loss"], "train/accuracy": trained["train/accuracy"],
+            **validated, "lr": trained["lr"], "images_per_s": trained["images_per_s"],
+            "epoch_seconds": round(seconds, 2), "train_seconds": trained["train_seconds"],
+            "images": trained["images"]}
+
+
+def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_labels: Path, val_labels: Path,
+           model_path: Path, checkpoint_dir: Path, live_dir: Path | None, progress: bool) -> TrainResult:
+    t0 = time.perf_counter()
+    inputs = _read_inputs(params, seed, raw_dir, train_labels, val_labels)
+    fp = run_fingerprint(params, seed=seed, files=inputs.fingerprint_files, world_size=dist_ctx.world_size,
+                         device_type=dist_ctx.device.type)
+    ckpt_path = checkpoint_dir / fp / "last.pt"
+    if dist_ctx.is_main:
+        log.info("train: %d train / %d val images at %d px, %s loader, decoded in %.1f s; device %s x %d; run %s",
+                 len(inputs.train_set), len(inputs.val_set), params.image_size,
+                 "stream" if isinstance(inputs.train_data, ShardImages) else "memory", time.perf_counter() - t0,
+                 dist_ctx.device, dist_ctx.world_size, fp)
+    trainer = _build_trainer(params, seed, dist_ctx, inputs)
+    resumed = load_checkpoint(ckpt_path, fp, trainer)
+    if resumed.start_epoch > 1 and dist_ctx.is_main:
+        log.info("train: resuming run %s after epoch %d of %d", fp, resumed.start_epoch - 1, params.epochs)
+    _distribute(trainer, dist_ctx)
+    history = resumed.history
     run_config = {**dataclasses.asdict(params), "seed": seed, "world_size": dist_ctx.world_size,
-                  "n_train": len(train_set), "n_val": len(val_set)}
-    loggers = _Loggers(live_dir, params.wandb, run_config, wandb_id) if dist_ctx.is_main else None
+                  "n_train": len(inputs.train_set), "n_val": len(inputs.val_set)}
+    loggers = _Loggers(live_dir, params.wandb, run_config, resumed.wandb_id) if dist_ctx.is_main else None
     if loggers is not None:
         for record in history:
             loggers.log_epoch(record, replay=True)
-    leaked = val_set.frame["leaked"].to_numpy(dtype=bool)
-    val_share = np.array_split(np.arange(len(val_set)), dist_ctx.world_size)[dist_ctx.rank].tolist()
     crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
-
     try:
-        for epoch in range(start_epoch, params.epochs + 1):
+        for epoch in range(resumed.start_epoch, params.epochs + 1):
             t_epoch = time.perf_counter()
-            batches.epoch = epoch
-            gen = torch.Generator().manual_seed(_seed_for(seed, epoch, dist_ctx.rank, 11))
-            net.train()
-            loss_sum = correct = seen = 0.0
-            lr_used = optimizer.param_groups[0]["lr"]
-            for x, y, _ in loader:
-                x, y = normalise(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
-                if params.augmentation == "standard":
-                    x = augment(x, gen, padding=params.crop_padding, hflip=params.hflip)
-                with _autocast(device, params.amp, params.amp_dtype):
-                    logits = net(x)
-                    loss = F.cross_entropy(logits, y, label_smoothing=params.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                lr_used = optimizer.param_groups[0]["lr"]
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                loss_sum += float(loss.detach()) * len(y)
-                correct += float((logits.detach().argmax(1) == y).sum())
-                seen += len(y)
-            train_seconds = time.perf_counter() - t_epoch
-            loss_sum, correct, seen, train_seconds = _all_sum([loss_sum, correct, seen, train_seconds], dist_ctx)
-            train_seconds /= dist_ctx.world_size
-            pred = predict(model, val_data, device=device, batch_size=max(params.batch_size, 256),
-                           workers=params.workers, amp=params.amp, amp_dtype=params.amp_dtype, positions=val_share)
-            v_loss, v_correct, v_n, v_clean_correct, v_clean = _all_sum(_accuracy_sums(pred, leaked), dist_ctx)
-            record = {
-                "epoch": epoch,
-                "train/loss": round(loss_sum / seen, 6),
-                "train/accuracy": round(correct / seen, 6),
-                "val/loss": _ratio(v_loss, v_n),
-                "val/accuracy": _ratio(v_correct, v_n),
-                "val/accuracy_leak_free": _ratio(v_clean_correct, v_clean),
-                "lr": lr_used,
-                "images_per_s": round(seen / train_seconds, 1),
-                "epoch_seconds": round(time.perf_counter() - t_epoch, 2),
-                "train_seconds": round(train_seconds, 3),
-                "images": int(seen),
-            }
+            trained = train_one_epoch(trainer, params, seed=seed, epoch=epoch, dist_ctx=dist_ctx)
+            record = _epoch_record(epoch, trained, validate(trainer.model, inputs, params, dist_ctx),
+                                   time.perf_counter() - t_epoch)
             history.append(record)
             if dist_ctx.is_main:
-                _write_checkpoint(ckpt_path, fp=fp, epoch=epoch, model=model, optimizer=optimizer,
-                                  scheduler=scheduler, scaler=scaler, history=history,
-                                  wandb_id=loggers.wandb_id if loggers else None)
+                save_checkpoint(ckpt_path, fp=fp, epoch=epoch, trainer=trainer, history=history,
+                                wandb_id=loggers.wandb_id)
                 loggers.log_epoch(record)
                 if progress:
-                    log.info("epoch %d/%d  loss %.4f  acc %.4f  val_acc %s  leak-free %s  %.0f img/s  %.1f s",
-                             epoch, params.epochs, record["train/loss"], record["train/accuracy"],
-                             record["val/accuracy"], record["val/accuracy_leak_free"], record["images_per_s"],
-                             record["epoch_seconds"])
+                    _log_progress(record, params.epochs)
                 if crash_after == epoch:
                     os._exit(137)  # tests: die like a killed job, right after the checkpoint
             _barrier(dist_ctx)
         if dist_ctx.is_main:
-            save_model(model_path, model, num_classes=num_classes, image_size=params.image_size, small=small,
-                       classes=classes["class_name"].astype(str).tolist())
+            save_model(model_path, trainer.model, num_classes=inputs.num_classes, image_size=params.image_size,
+                       small=small_stem(params.stem, params.image_size), classes=inputs.class_names)
     finally:
         if loggers is not None:
             loggers.close()
     _barrier(dist_ctx)
-    metrics = final_metrics(history, n_train=len(train_set), val=val_set, world_size=dist_ctx.world_size,
-                            epochs=params.epochs)
+    metrics = final_metrics(history, n_train=len(inputs.train_set), val=inputs.val_set,
+                            world_size=dist_ctx.world_size, epochs=params.epochs)
     if dist_ctx.is_main:
         shutil.rmtree(ckpt_path.parent, ignore_errors=True)  # finished: the model file is the result
-    return TrainResult(metrics, history, dist_ctx.is_main, start_epoch - 1)
+    return TrainResult(metrics, history, dist_ctx.is_main, resumed.start_epoch - 1)
 
 
-def _write_checkpoint(path: Path, *, fp: str, epoch: int, model, optimizer, scheduler, scaler, history: list[dict],
-                      wandb_id: str | None) -> None:
-    import torch
-
-    state = {"format": CHECKPOINT_FORMAT, "fingerprint": fp, "epoch": epoch, "live_step": epoch,
-             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history, "wandb_id": wandb_id}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def _log_progress(record: dict, epochs: int) -> None:
+    log.info("epoch %d/%d  loss %.4f  acc %.4f  val_acc %s  leak-free %s  %.0f img/s  %.1f s", record["epoch"],
+             epochs, record["train/loss"], record["train/accuracy"], record["val/accuracy"],
+             record["val/accuracy_leak_free"], record["images_per_s"], record["epoch_seconds"])
 
 
 def final_metrics(history: list[dict], *, n_train: int, val: LabelledImages, world_size: int, epochs: int) -> dict:

@@ -41,6 +41,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from vlclean.datasets import folder_paths
 from vlclean.search import embedding_self_pairs, nearest_neighbor_similarity, self_pairs
 from vlclean.storage import atomic_path
 
@@ -404,7 +405,7 @@ def _metadata_items(issues: pd.DataFrame, class_names: dict[int, str]) -> list[d
 def iter_media_items(analysis: Analysis, classes: pd.DataFrame, dataset: str) -> Iterator[dict]:
     names = dict(zip(classes["label"].astype(int), classes["class_name"]))
     by_image = dict(tuple(analysis.issues.groupby("image_id", sort=False)))
-    for m in analysis.media.itertuples(index=False):
+    for m, file_path in zip(analysis.media.itertuples(index=False), folder_paths(analysis.media, dataset)):
         meta = [{"type": "image_label", "properties": {"category_name": m.class_name, "source": "User",
                                                        "original_id": str(m.label)}}]
         if m.image_id in by_image:
@@ -413,7 +414,7 @@ def iter_media_items(analysis: Analysis, classes: pd.DataFrame, dataset: str) ->
             "media_id": media_id(m.image_id),
             "media_type": "image",
             "file_name": m.file_name,
-            "file_path": f"{dataset}/{m.split}/{m.class_id}/{m.file_name}",
+            "file_path": file_path,
             "file_size": _file_size(int(m.file_size)),
             "height": int(m.height),
             "width": int(m.width),
@@ -443,7 +444,7 @@ def export_table(analysis: Analysis, classes: pd.DataFrame, dataset: str) -> pd.
     names = dict(zip(classes["label"].astype(int), classes["class_name"]))
     media = analysis.media.assign(
         media_id=lambda f: f["image_id"].map(media_id),
-        file_path=lambda f: dataset + "/" + f["split"] + "/" + f["class_id"].astype(str) + "/" + f["file_name"],
+        file_path=lambda f: folder_paths(f, dataset),
         category_name=lambda f: f["class_name"],
     )
     issues = analysis.issues.assign(issue_type=lambda f: f["issue"].map(VL_ISSUE_NAMES))

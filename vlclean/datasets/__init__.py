@@ -1,5 +1,5 @@
 """Dataset sources (built-in, ImageFolder, Hugging Face Hub, MNIST-format IDX, CIFAR) and the raw parquet layout they share."""
 
-from vlclean.datasets.raw import ConversionStats, RawDataset, RawDatasetWriter, RawRecord, Unit
+from vlclean.datasets.raw import ConversionStats, RawDataset, RawDatasetWriter, RawRecord, Unit, folder_paths
 
-__all__ = ["ConversionStats", "RawDataset", "RawDatasetWriter", "RawRecord", "Unit"]
+__all__ = ["ConversionStats", "RawDataset", "RawDatasetWriter", "RawRecord", "Unit", "folder_paths"]

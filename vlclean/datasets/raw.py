@@ -332,6 +332,13 @@ def safe_component(name: str, *, what: str) -> str:
     return cleaned
 
 
+def folder_paths(frame: pd.DataFrame, root: str = "") -> pd.Series:
+    """Each image's path in the ImageFolder layout :func:`export_image_folder` writes,
+    ``[<root>/]<split>/<class_id>/<file_name>``, from a table with those three columns (the raw index)."""
+    prefix = f"{root}/" if root else ""
+    return prefix + frame["split"].astype(str) + "/" + frame["class_id"].astype(str) + "/" + frame["file_name"].astype(str)
+
+
 def export_image_folder(
     raw: RawDataset, out_dir: str | Path, *, splits: Sequence[str] = ("train", "test"), valid_only: bool = False,
     progress: bool = True,
