@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from vlclean import storage
 from vlclean.storage import atomic_dir, atomic_path, write_csv
 
 
@@ -34,3 +36,55 @@ def test_atomic_dir_is_all_or_nothing(tmp_path: Path) -> None:
         (tmp / "v2").write_text("2")
     assert sorted(p.name for p in target.iterdir()) == ["v2"]
     assert oct(target.stat().st_mode & 0o777) != oct(0o700)
+
+
+@pytest.fixture
+def disk_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The order of fsync / sync / rename calls, as (call, path); the real calls still run."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_sync = os.fsync, os.replace, os.sync
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    def sync() -> None:
+        events.append(("sync", ""))
+        real_sync()
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "sync", sync)
+    return events
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads fd targets from /proc (Linux)")
+def test_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp_path: Path, disk_events: list) -> None:
+    target = tmp_path / "out.json"
+    with atomic_path(target) as tmp:
+        tmp.write_text("{}")
+        tmp_name = str(tmp)
+    assert disk_events == [("fsync", tmp_name), ("replace", str(target)), ("fsync", str(tmp_path))]
+
+    disk_events.clear()
+    folder = tmp_path / "shards"
+    with atomic_dir(folder) as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "a.parquet").write_bytes(b"a")
+        (tmp / "b.parquet").write_bytes(b"b")
+        tmp_dir = str(tmp)
+    *flushed, rename, after = disk_events
+    assert rename == ("replace", str(folder)) and after == ("fsync", str(tmp_path))
+    assert {p for _, p in flushed} == {tmp_dir, f"{tmp_dir}/sub", f"{tmp_dir}/sub/a.parquet", f"{tmp_dir}/b.parquet"}
+    assert all(call == "fsync" for call, _ in flushed)
+
+
+def test_a_large_new_directory_is_flushed_with_one_sync(tmp_path: Path, disk_events: list) -> None:
+    with atomic_dir(tmp_path / "images") as tmp:
+        for i in range(storage._FSYNC_MAX_FILES + 1):
+            (tmp / f"{i}.jpg").write_bytes(b"x")
+    assert [call for call, _ in disk_events] == ["sync", "replace", "fsync"]

@@ -4,6 +4,11 @@ Every stage writes through these helpers. A file is written to a temporary sibli
 into place with :func:`os.replace` (atomic on POSIX); a directory is built in a temporary sibling
 and swapped in. A crash therefore never leaves a partial output that DVC would cache.
 
+Durability: before the rename the new data is flushed to disk (``fsync`` of the file; for a directory,
+of every file and folder in it, or one ``sync`` when it holds more than ``_FSYNC_MAX_FILES`` files),
+and after it the parent folder is fsynced so the rename itself survives a power cut. Without that, a
+crash shortly after a "successful" write could leave the new name pointing at empty or partial data.
+
 Temporaries are hidden siblings named ``.<name>.<host>-<pid>.<random>.tmp`` (the previous version of a
 directory being swapped out: ``.<name>.<host>-<pid>.old``). A process killed with SIGKILL cannot remove
 its own; the next write of the same path removes those whose process on this host is gone.
@@ -32,6 +37,32 @@ def _umask() -> int:
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+
+# Above this many files in a new directory, one os.sync() is cheaper than an fsync per file.
+_FSYNC_MAX_FILES = 256
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and folder under ``root`` (``root`` included) to disk."""
+    entries = [root]
+    for folder, dirs, files in os.walk(root):
+        entries.extend(Path(folder, name) for name in dirs + files)
+        if len(entries) > _FSYNC_MAX_FILES:
+            os.sync()
+            return
+    for entry in entries:
+        if not entry.is_symlink():
+            _fsync_path(entry)
 
 
 def _owner() -> str:
@@ -86,7 +117,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs are shared data
+        _fsync_path(tmp_path)
         os.replace(tmp_path, path)
+        _fsync_path(path.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -102,12 +135,14 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
+        _fsync_tree(tmp)
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.{_owner()}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
         os.replace(tmp, path)
+        _fsync_path(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
