@@ -126,6 +126,17 @@ def test_no_tracked_file_contains_a_credential() -> None:
     "keys/team-service-account.json",
     "ci_service_account_key.json",
     "legacy-key.p12",
+    ".env",
+    ".env.production",
+    "deploy/.envrc",
+    "token.json",
+    "gdrive_user_token.json",
+    "tls/server.pem",
+    "private.key",
+    "keystore.jks",
+    "id_rsa",
+    "id_ed25519.pub",
+    ".netrc",
 ])
 def test_credential_files_are_git_ignored(path: str) -> None:
     proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO, check=False)
@@ -172,7 +183,8 @@ def test_plan_puts_only_the_url_in_the_shared_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"client_id": CLIENT_ID}, "go together"),
-    ({"client_id": CLIENT_SECRET, "client_secret": CLIENT_ID}, "swapped"),
+    ({"client_id": CLIENT_SECRET, "client_secret": CLIENT_ID}, "--client-id looks like an OAuth client secret"),
+    ({"client_id": "123-abc.apps.example.com", "client_secret": CLIENT_SECRET}, "swapped"),
     ({"impersonate": "me@example.com"}, "--impersonate needs --service-account"),
 ])
 def test_plan_rejects_inconsistent_credentials(kwargs: dict, message: str) -> None:
@@ -226,6 +238,71 @@ def test_setup_refuses_a_committable_key_inside_the_repo(repo_copy: Path, fake_s
     assert rc == 2
     assert remote.PLACEHOLDER_FOLDER_ID in (repo_copy / ".dvc" / "config").read_text()  # nothing written
     assert not (repo_copy / ".dvc" / "config.local").exists()
+
+
+# Shapes of real credentials (fake values): what a hurried user pastes into the wrong option.
+HOSTILE = {
+    "an OAuth client secret": CLIENT_SECRET,
+    "an OAuth access token": "ya29.a0AfB_" + "x1Y2z3" * 8,
+    "an OAuth refresh token": "1//0gLmNoPqRsTuVwXyZ-" + "a1b2c3" * 6,
+    "a private key": "-----BEGIN " + "PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END " + "PRIVATE KEY-----\n",
+    "a Google API key": "AIza" + "SyD-" + "k" * 31,
+    "a JSON key or token file's content": json.dumps({"type": "authorized_user", "refresh_token": "1//0g" + "z" * 30}),
+}
+
+
+@pytest.mark.parametrize(("option", "kind"), [("--folder-id", kind) for kind in HOSTILE]
+                         + [("--client-id", "an OAuth access token"), ("--impersonate", "a private key")])
+def test_setup_refuses_a_credential_where_an_id_belongs_without_echoing_it(
+    repo_copy: Path, option: str, kind: str, capsys: pytest.CaptureFixture
+) -> None:
+    secret = HOSTILE[kind]
+    args = {"--folder-id": FOLDER, option: secret}
+    if option == "--client-id":
+        args["--client-secret"] = CLIENT_SECRET
+    before = (repo_copy / ".dvc" / "config").read_text()
+    argv = ["--repo", str(repo_copy), "setup"] + [x for kv in args.items() for x in kv]
+    assert remote.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{option} looks like {kind}" in err and "rotate it" in err
+    assert secret.strip()[:12] not in err  # never echoed
+    assert (repo_copy / ".dvc" / "config").read_text() == before
+    assert not (repo_copy / ".dvc" / "config.local").exists()
+
+
+def test_setup_refuses_a_config_local_that_links_to_the_tracked_config(repo_copy: Path, capsys) -> None:
+    local = repo_copy / ".dvc" / "config.local"
+    local.symlink_to("config")
+    before = (repo_copy / ".dvc" / "config").read_text()
+    argv = ["--repo", str(repo_copy), "setup", "--folder-id", FOLDER, "--client-id", CLIENT_ID,
+            "--client-secret", CLIENT_SECRET]
+    assert remote.main(argv) == 2
+    assert "is tracked by git: refusing to write credentials" in capsys.readouterr().err
+    assert (repo_copy / ".dvc" / "config").read_text() == before and CLIENT_SECRET not in before
+
+
+def test_setup_refuses_a_force_tracked_config_local(repo_copy: Path, capsys) -> None:
+    local = repo_copy / ".dvc" / "config.local"
+    local.write_text("")
+    subprocess.run(["git", "add", "-f", ".dvc/config.local"], cwd=repo_copy, check=True)
+    argv = ["--repo", str(repo_copy), "setup", "--folder-id", FOLDER, "--client-id", CLIENT_ID,
+            "--client-secret", CLIENT_SECRET]
+    assert remote.main(argv) == 2
+    assert "config.local is tracked by git" in capsys.readouterr().err
+    assert local.read_text() == ""
+
+
+def test_setup_follows_a_config_local_link_out_of_the_repository(repo_copy: Path, tmp_path: Path) -> None:
+    """A config.local kept outside the tree (a link to ~/.secrets/...) still works: git cannot commit it."""
+    outside = tmp_path / "secrets" / "dvc-config.local"
+    outside.parent.mkdir()
+    outside.write_text("")
+    (repo_copy / ".dvc" / "config.local").symlink_to(outside)
+    argv = ["--repo", str(repo_copy), "setup", "--folder-id", FOLDER, "--client-id", CLIENT_ID,
+            "--client-secret", CLIENT_SECRET]
+    assert remote.main(argv) == 0
+    assert CLIENT_SECRET in outside.read_text()
+    assert CLIENT_SECRET not in (repo_copy / ".dvc" / "config").read_text()
 
 
 def test_check_names_the_placeholder_and_the_setup_command(repo_copy: Path, no_network,

@@ -50,6 +50,32 @@ SECRET_OPTIONS = frozenset({
 AUTH_OPTIONS = SECRET_OPTIONS | {"gdrive_use_service_account"}
 
 
+# Credentials that are easy to paste where an id belongs, by shape (never echoed back in errors).
+CREDENTIAL_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a JSON key or token file's content", re.compile(r"^\s*\{")),
+    ("an OAuth client secret", re.compile(r"GOCSPX-")),
+    ("an OAuth access token", re.compile(r"ya29\.")),
+    ("an OAuth refresh token", re.compile(r"1//[0-9A-Za-z_-]{20,}")),
+    ("a private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\bPRIVATE KEY\b")),
+    ("a Google API key", re.compile(r"AIza[0-9A-Za-z_-]{35}")),
+    ("a signed token (JWT)", re.compile(r"eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}\.")),
+)
+
+
+def refuse_credential(option: str, value: str | None) -> None:
+    """Raise when ``value``, given for the non-secret ``option`` (an id, an e-mail), looks like a credential.
+
+    The message names the option and the kind of credential, never the value itself (it would land in
+    terminals, logs and CI output), and says to rotate it: it may already be in shell history.
+    """
+    if not value:
+        return
+    for kind, shape in CREDENTIAL_SHAPES:
+        if shape.search(value):
+            raise RemoteSetupError(f"{option} looks like {kind}, not an id: refusing to write it anywhere. Pass the "
+                                   "value the option asks for; if the secret was typed on a command line, rotate it")
+
+
 class RemoteSetupError(VLCleanError):
     """The Google Drive remote cannot be configured as asked (bad folder id, key file, secret placement)."""
 
@@ -140,6 +166,9 @@ def plan_setup(
     make_default: bool = True,
 ) -> RemotePlan:
     """Check the arguments and decide what goes where (nothing is written)."""
+    refuse_credential("--folder-id", folder)
+    refuse_credential("--client-id", client_id)
+    refuse_credential("--impersonate", impersonate)
     url = f"gdrive://{parse_folder_id(folder)}"
     if client_json is not None:
         if client_id or client_secret:
@@ -147,6 +176,7 @@ def plan_setup(
         client_id, client_secret = read_client_json(client_json)
     if bool(client_id) != bool(client_secret):
         raise RemoteSetupError("--client-id and --client-secret go together (both come from the same OAuth client)")
+    refuse_credential("the client id in --client-json", client_id)
     if client_id and not CLIENT_ID.fullmatch(client_id):
         raise RemoteSetupError(f"client id {client_id!r} does not look like <number>-<code>.apps.googleusercontent.com"
                                " (were id and secret swapped?)")
@@ -178,6 +208,8 @@ def apply_setup(root: str | Path, plan: RemotePlan) -> None:
     if leaked:
         raise RemoteSetupError(f"{root / '.dvc' / 'config'} (tracked by git) holds {sorted(leaked)}: remove them with "
                                f"`dvc remote modify --unset {REMOTE_NAME} <option>` and rotate those credentials first")
+    if plan.local:
+        _refuse_tracked_destination(root, root / ".dvc" / "config.local")
     _write(root, "repo", {"url": plan.url}, default=plan.make_default)
     if plan.local:
         replace = AUTH_OPTIONS if plan.local.keys() & AUTH_OPTIONS else frozenset()
@@ -276,6 +308,31 @@ def _refuse_committable(root: Path, key: Path) -> None:
     if proc.returncode == 1:
         raise RemoteSetupError(f"{key} is inside the repository and not git-ignored: move it outside (e.g. "
                                "~/.config/gdrive/) or name it *service-account*.json")
+
+
+def _git(root: Path, *args: str) -> int | None:
+    """``git <args>``'s exit status in ``root``; None when git is missing or ``root`` is no repository."""
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
+    except OSError:
+        return None
+    return None if proc.returncode == 128 else proc.returncode
+
+
+def _refuse_tracked_destination(root: Path, path: Path) -> None:
+    """Secrets go to ``path`` (inside ``root``) only when neither it nor, for a symlink, the file it resolves
+    to inside the repository is tracked by git (even force-added) or committable (not git-ignored)."""
+    checks = [(path.absolute().relative_to(root.absolute()), str(path))]
+    try:
+        checks.append((path.resolve().relative_to(root.resolve()), f"{path} (a link to {path.resolve()})"))
+    except ValueError:
+        pass  # resolves outside the repository: nothing git could commit from here
+    for rel, shown in checks:
+        if _git(root, "ls-files", "--error-unmatch", "--", str(rel)) == 0:
+            raise RemoteSetupError(f"{shown} is tracked by git: refusing to write credentials to it. Run "
+                                   f"`git rm --cached {rel}` and make {path.name} a plain, git-ignored file")
+        if _git(root, "check-ignore", "-q", "--", str(rel)) == 1:
+            raise RemoteSetupError(f"{shown} is not git-ignored: refusing to write credentials to it")
 
 
 def _read_json(path: str | Path, what: str) -> dict:
