@@ -106,7 +106,7 @@ def builtin_tagged(builtin_analyzed: Path) -> Path:
     out = root / "tags"
     assert apply_tags.main(["--params", str(root / "params.yaml"), "--raw", str(root / "raw"), "--ingested",
                             str(root / "ingested"), "--reviews", str(root / "reviews"), "--output",
-                            str(out / "tagged.csv"), "--html", str(out / "review.html"), "--conflicts",
+                            str(out / "tagged.csv"), "--html", str(out / "review"), "--conflicts",
                             str(out / "conflicts.csv"), "--metrics", str(out / "m.json"), "--plots",
                             str(out / "plots")]) == 0
     return root

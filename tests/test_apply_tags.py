@@ -27,7 +27,7 @@ def run_ingest(root: Path, params: Path, out: Path, exports: list[str] | None = 
 def run_tags(root: Path, params: Path, ingested: Path, reviews: Path, out: Path) -> int:
     return apply_tags.main(["--params", str(params), "--raw", str(root / "raw"), "--ingested", str(ingested),
                             "--reviews", str(reviews), "--output", str(out / "tagged.csv"), "--html",
-                            str(out / "review.html"), "--conflicts", str(out / "conflicts.csv"),
+                            str(out / "review"), "--conflicts", str(out / "conflicts.csv"),
                             "--metrics", str(out / "m.json"), "--plots", str(out / "plots")])
 
 
@@ -51,7 +51,7 @@ def test_every_dataset_image_gets_exactly_one_decision(builtin_tagged: Path) -> 
 
 
 def test_review_page_is_self_contained(builtin_tagged: Path) -> None:
-    html = (builtin_tagged / "tags" / "review.html").read_text()
+    html = (builtin_tagged / "tags" / "review" / "page-0001.html").read_text()
     assert "<script" in html and "http://" not in html and "https://" not in html
     assert "data:image/png;base64" in html
 
@@ -92,7 +92,8 @@ def test_standalone_apply_tags_reads_every_format(fmt: str, tmp_path: Path) -> N
     tagged = pd.read_csv(out, keep_default_na=False)
     assert {"file_name", "label", "issues", "tags", "action", "reason"} <= set(tagged.columns)
     assert tagged["file_name"].is_unique
-    assert out.with_suffix(".html").exists()
+    site = tmp_path / "tagged_review"
+    assert (site / "index.html").exists() and (site / "page-0001.html").exists()
     by_name = tagged.set_index("file_name")
     if fmt != "fastdup":
         assert by_name.loc[names[0], "action"] == "drop" and "mislabel" in by_name.loc[names[0], "issues"]
@@ -119,7 +120,7 @@ def test_review_page_round_trip_in_a_browser(builtin_tagged: Path, tmp_path: Pat
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(accept_downloads=True)
-        page.goto((root / "tags" / "review.html").as_uri())
+        page.goto((root / "tags" / "review" / "page-0001.html").as_uri())
         page.wait_for_function("typeof window.vlReviewsCsv === 'function'")
         page.keyboard.press("j")  # first card
         page.keyboard.press("g")  # keep

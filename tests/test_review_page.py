@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import io
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from vlclean.review import (
     render_review_page,
     thumbnail_data_uri,
     write_review_page,
+    write_review_site,
 )
 
 XSS_LABEL = '<img src=x onerror="window.__xss=1">'
@@ -333,3 +335,132 @@ def test_read_reviews_csv_rejects_bad_files_naming_file_and_row(tmp_path: Path):
         read_reviews_csv(tmp_path / "nothere.csv")
     empty = read_reviews_csv(_write(tmp_path / "empty.csv", header))
     assert list(empty.columns) == list(REVIEW_COLUMNS) and len(empty) == 0
+
+
+# ------------------------------------------------------------------------------------- paginated site
+
+
+def _many_items(n: int, group_every: int = 0) -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        group = f"g{i // 5}" if group_every and (i // 5) % group_every == 0 else ""
+        rows.append((f"id{i}", f"train/c{i % 7}/img_{i:05d}.png", "train", f"c{i % 7}", "blur:0.50", "blurry",
+                     "review", "blur", "", group))
+    return pd.DataFrame(rows, columns=["image_id", "file_name", "split", "label", "issues", "tags", "action",
+                                       "reasons", "new_label", "duplicate_group"])
+
+
+def test_site_pages_stay_under_their_bounds_keep_groups_whole_and_are_indexed(tmp_path: Path):
+    items = _many_items(230, group_every=3)
+    thumbs = {i: png_bytes(k, size=64) for k, i in enumerate(items["image_id"])}  # ~12 kB each
+    asked: list[int] = []
+
+    def provider(ids: list[str]) -> dict:
+        asked.append(len(ids))
+        return {i: thumbs[i] for i in ids}
+
+    site = tmp_path / "site"
+    pages = write_review_site(site, items, thumbnails=provider, taxonomy=TAXONOMY, class_names=CLASSES, title="T",
+                              max_page_bytes=1_000_000, max_page_items=50)
+    files = sorted(p.name for p in site.iterdir())
+    assert files == ["index.html"] + [f"page-{n:04d}.html" for n in range(1, len(pages) + 1)]
+    assert len(pages) > 4 and max(asked) <= 50  # thumbnails are asked for a page (or less) at a time
+    seen: list[str] = []
+    for page in pages:
+        text = (site / page.file).read_text(encoding="utf-8")
+        assert page.bytes == len(text.encode("utf-8")) <= 1_000_000 and page.images <= 50
+        ids = re.findall(r'aria-label="(train/c\d/img_\d+\.png)"', text)
+        assert len(ids) == page.images
+        seen += ids
+        for group in set(re.findall(r'data-group="(g\d+)"', text)):  # a duplicate group never straddles pages
+            assert text.count(f'data-group="{group}"') == 1
+            assert re.search(rf'data-group="{group}"><h2>Duplicate group <span class="gname">{group}</span> · 5 images</h2>',
+                             text)
+        assert f'download="reviews-page-{page.number:04d}.csv"' in text
+    assert sorted(seen) == sorted(items["file_name"])  # every image exactly once
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert all(f'href="{p.file}"' in index for p in pages) and "230 images on" in index
+    assert "<script" not in index and "unsafe-inline" not in index
+
+
+def test_site_of_nothing_has_one_empty_page(tmp_path: Path):
+    pages = write_review_site(tmp_path / "s", _many_items(0), thumbnails=lambda ids: {}, taxonomy=TAXONOMY,
+                              class_names=CLASSES, title="T")
+    assert [p.images for p in pages] == [0]
+    assert "No images were flagged" in (tmp_path / "s" / "page-0001.html").read_text()
+
+
+def test_bidi_controls_show_as_marks_and_export_round_trips_with_formulas_neutralised(browser, tmp_path: Path):
+    """A right-to-left override in a file name is displayed visibly; the exported CSV keeps the real name, and
+    a note a spreadsheet would run as a formula is exported with a leading apostrophe that the reader removes."""
+    items = _many_items(3)
+    rlo_name = "train/c0/evil\u202egnp.exe"
+    items.loc[0, "file_name"] = rlo_name
+    site = tmp_path / "site"
+    write_review_site(site, items, thumbnails=lambda ids: {}, taxonomy=TAXONOMY, class_names=CLASSES, title="T",
+                      max_page_items=2)
+    context = browser.new_context(accept_downloads=True)
+    pg = context.new_page()
+    requests: list[str] = []
+    pg.on("request", lambda r: requests.append(r.url))
+    pg.goto((site / "index.html").as_uri())
+    pg.click("a[href='page-0001.html']")
+    pg.wait_for_selector("#counter:has-text('shown')")
+    shown = pg.locator(".card .fname").first.text_content()
+    assert shown == "train/c0/evil⟨U+202E⟩gnp.exe" and "\u202e" not in shown
+    pg.keyboard.press("j")
+    pg.keyboard.press("g")
+    pg.keyboard.press("n")
+    pg.keyboard.type("=HYPERLINK(\"http://x\")")
+    pg.keyboard.press("Escape")
+    assert pg.locator("#p-file").text_content() == "train/c0/evil⟨U+202E⟩gnp.exe"
+    pg.fill("#reviewer", "@reviewer")
+    csv_text = pg.evaluate("window.vlReviewsCsv()")
+    assert "'=HYPERLINK" in csv_text and "'@reviewer" in csv_text
+    pg.click("a[href='page-0002.html']")
+    assert pg.url.endswith("page-0002.html")
+    assert all(r.startswith("file://") for r in requests)
+    context.close()
+    path = tmp_path / "r.csv"
+    path.write_bytes(csv_text.encode("utf-8"))
+    back = read_reviews_csv(path)
+    assert back.loc[0, "file_name"] == rlo_name and back.loc[0, "note"] == '=HYPERLINK("http://x")'
+    assert back.loc[0, "reviewer"] == "@reviewer"
+
+
+def test_review_templates_ship_in_the_wheel(tmp_path: Path):
+    """The page's template, stylesheet and script are package data: a built wheel holds them."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    build = tmp_path / "src"
+    shutil.copytree(root, build, ignore=shutil.ignore_patterns(".venv", "data", ".git", ".dvc", "models", "dvclive",
+                                                              "__pycache__", ".hypothesis", ".pytest_cache"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "w"), str(build)], check=True, capture_output=True, timeout=300)
+    names = zipfile.ZipFile(next((tmp_path / "w").glob("*.whl"))).namelist()
+    for name in ("review_page.html.j2", "review_index.html.j2", "review.css", "review.js"):
+        assert f"vlclean/templates/{name}" in names
+    assert "vlclean/vl_ingest/registry.py" in names
+
+
+def test_no_python_file_carries_more_than_50_lines_of_another_language():
+    """HTML, CSS and JavaScript live in their own files: no string constant (other than a docstring) in the
+    project's Python spans more than 50 lines."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in [*root.glob("vlclean/**/*.py"), *root.glob("stages/*.py")]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                    and node.value.count("\n") > 50):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == []

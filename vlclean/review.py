@@ -27,19 +27,24 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import hashlib
-import html
+import importlib.resources
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import jinja2
 import pandas as pd
 
+from vlclean.csvio import unescape_formula
 from vlclean.errors import VLCleanError
-from vlclean.storage import atomic_path
+from vlclean.storage import atomic_dir, atomic_path
 
 REVIEW_COLUMNS: tuple[str, ...] = ("file_name", "tag", "action", "new_label", "reviewer", "note")
 REVIEW_ACTIONS: tuple[str, ...] = ("keep", "drop", "relabel", "review")
@@ -339,10 +344,38 @@ def _with_thumbnail(item: _Item, thumbnails: Mapping[str, bytes | None]) -> _Ite
 
 
 # ---------------------------------------------------------------------------------------- render
+# The page's HTML, CSS and JavaScript are package files (vlclean/templates/), rendered with Jinja2 and
+# autoescaping; the CSS and JS are inlined (the page stays one self-contained file) and allowed by hash.
+
+_TEMPLATES = "templates"
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+def show_bidi(value: object) -> str:
+    """``value`` as text with bidirectional control characters made visible (``U+202E`` -> ``⟨U+202E⟩``),
+    so a right-to-left override cannot display a name reversed on the page."""
+    return _BIDI.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", str(value))
+
+
+def _resource(name: str) -> str:
+    return (importlib.resources.files("vlclean") / _TEMPLATES / name).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(_resource), autoescape=True,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["visible"] = show_bidi
+    return env
+
+
+@functools.cache
+def _assets() -> tuple[str, str]:
+    """The page's stylesheet and script, checked to be safe to inline (they cannot close their element)."""
+    style, script = _resource("review.css"), _resource("review.js")
+    if "</style" in style.lower() or "</script" in script.lower():
+        raise ReviewError("vlclean/templates: review.css / review.js must not contain a closing </style> / </script>")
+    return style, script
 
 
 def _script_json(obj: object) -> str:
@@ -356,12 +389,30 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
+def _csp(style: str, script: str | None) -> str:
+    scripts = f"script-src {_csp_hash(script)}; " if script is not None else ""
+    return (f"default-src 'none'; img-src data:; style-src {_csp_hash(style)}; {scripts}"
+            "base-uri 'none'; form-action 'none'")
+
+
+def _blocks(items: list[_Item], group_sizes: Mapping[str, int]) -> list[dict]:
+    """Consecutive members of a duplicate group form one block (shown side by side); other items one each."""
+    blocks: list[dict] = []
+    for it in items:
+        grouped = bool(it.group) and group_sizes[it.group] > 1
+        if grouped and blocks and blocks[-1]["group"] == it.group:
+            blocks[-1]["members"].append(it)
+        else:
+            blocks.append({"group": it.group if grouped else "", "size": group_sizes.get(it.group, 1),
+                           "single": bool(it.group) and not grouped, "members": [it]})
+    return blocks
+
+
 def _render(items: list[_Item], *, tags: list[tuple[str, str]], classes: list[str], title: str,
-            reviews_file_name: str) -> str:
+            reviews_file_name: str, group_sizes: Mapping[str, int] | None = None, nav: dict | None = None) -> str:
     tag_names = [name for name, _ in tags]
-    issue_types = sorted({kind for it in items for kind, _ in it.issues})
-    extra_tags = sorted({t for it in items for t in it.tags} - set(tag_names))
-    splits = sorted({it.split for it in items if it.split})
+    if group_sizes is None:
+        group_sizes = Counter(it.group for it in items if it.group)
     data = {
         "fileName": reviews_file_name,
         "columns": list(REVIEW_COLUMNS),
@@ -375,117 +426,175 @@ def _render(items: list[_Item], *, tags: list[tuple[str, str]], classes: list[st
             "action": it.action, "newLabel": it.new_label, "group": it.group,
         } for it in items],
     }
-    script, style = _SCRIPT, _STYLE
-    csp = ("default-src 'none'; img-src data:; "
-           f"style-src {_csp_hash(style)}; script-src {_csp_hash(script)}; "
-           "base-uri 'none'; form-action 'none'")
-    tag_help = " · ".join(f"{n} {_e(name)}" for n, (name, _) in enumerate(tags[:TAG_KEYS], start=1))
-    legend = "".join(f"<dt>{_e(name)}{f' <kbd>{n}</kbd>' if n <= TAG_KEYS else ''}</dt><dd>{_e(desc)}</dd>"
-                     for n, (name, desc) in enumerate(tags, start=1))
-
-    def options(values: Iterable[str], *, first: str, numbered: bool = False) -> str:
-        out = [f'<option value="">{_e(first)}</option>']
-        for n, value in enumerate(values, start=1):
-            text = f"{n} · {value}" if numbered and n <= TAG_KEYS else value
-            out.append(f'<option value="{_e(value)}">{_e(text)}</option>')
-        return "".join(out)
-
-    parts = [
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-        f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">\n',
-        '<meta name="referrer" content="no-referrer">\n',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
-        f"<title>{_e(title)}</title>\n<style>{style}</style>\n</head>\n<body>\n",
-        '<header>\n<div class="top">',
-        f'<h1>{_e(title)}</h1>',
-        '<label class="reviewer">Reviewer <input id="reviewer" type="text" autocomplete="name" '
-        'placeholder="your name" spellcheck="false"></label>',
-        '<span id="counter" class="counter" aria-live="polite"></span>',
-        f'<a id="export" class="button" download="{_e(reviews_file_name)}" aria-disabled="true">Export reviews</a>',
-        '<span id="export-status" class="status" aria-live="polite"></span>',
-        "</div>\n",
-        '<div class="filters" role="group" aria-label="Filters">',
-        f'<label>Issue <select id="f-issue">{options(issue_types, first="any issue")}</select></label>',
-        f'<label>Tag <select id="f-tag">{options(tag_names + extra_tags, first="any tag")}</select></label>',
-        f'<label>Split <select id="f-split">{options(splits, first="any split")}</select></label>',
-        '<label>Min confidence <input id="f-conf" type="range" min="0" max="1" step="0.05" value="0">'
-        '<output id="f-conf-value" for="f-conf">0.00</output></label>',
-        '<label>Show <select id="f-status"><option value="">all</option>'
-        '<option value="open">not reviewed</option><option value="done">reviewed</option></select></label>',
-        "</div>\n",
-        '<p id="help" class="help"><b>Keys</b>: <kbd>←</kbd><kbd>→</kbd> or <kbd>j</kbd><kbd>k</kbd> next/previous'
-        ' · <kbd>↑</kbd><kbd>↓</kbd> row · <kbd>1</kbd>–<kbd>9</kbd> tag (again or <kbd>0</kbd> clears)'
-        ' · <kbd>g</kbd> keep · <kbd>d</kbd> drop · <kbd>r</kbd> relabel (pick label, <kbd>Enter</kbd>)'
-        ' · <kbd>v</kbd> review later · <kbd>a</kbd> accept rule · <kbd>n</kbd> note · <kbd>t</kbd> tag list'
-        ' · <kbd>Backspace</kbd> clear · <kbd>Esc</kbd> back to cards · <kbd>?</kbd> tag legend'
-        f'<br><span class="tagkeys">{tag_help}</span></p>\n',
-        f'<details id="legend" class="legend"><summary>Tags</summary><dl>{legend}</dl></details>\n',
-        "</header>\n<main id=\"grid\" class=\"grid\">\n",
-    ]
-    if not items:
-        parts.append('<p class="empty">No images were flagged for review.</p>\n')
-    group_sizes: dict[str, int] = {}
-    for it in items:
-        if it.group:
-            group_sizes[it.group] = group_sizes.get(it.group, 0) + 1
-    open_group = ""
-    for it in items:
-        grouped = bool(it.group) and group_sizes[it.group] > 1
-        if open_group and (not grouped or it.group != open_group):
-            parts.append("</div></section>\n")
-            open_group = ""
-        if grouped and it.group != open_group:
-            parts.append(f'<section class="group" data-group="{_e(it.group)}"><h2>Duplicate group '
-                         f'<span class="gname">{_e(it.group)}</span> · {group_sizes[it.group]} images</h2>'
-                         '<div class="members">')
-            open_group = it.group
-        parts.append(_render_card(it, single_group=bool(it.group) and not grouped))
-    if open_group:
-        parts.append("</div></section>\n")
-    parts += [
-        "</main>\n",
-        '<aside id="panel" class="panel" aria-label="Decision for the current image">',
-        '<span class="pfile">Current: <b id="p-file">—</b></span>',
-        '<span class="actions" role="group" aria-label="Action">',
-        *(f'<button type="button" data-action="{a}" class="act-{a}">{a.capitalize()} <kbd>{k}</kbd></button>'
-          for a, k in zip(REVIEW_ACTIONS, ("g", "d", "r", "v"))),
-        "</span>",
-        f'<label>Tag <select id="p-tag">{options(tag_names, first="(no tag)", numbered=True)}</select></label>',
-        f'<label>New label <select id="new-label">{options(classes, first="(choose a class)")}</select></label>',
-        '<label class="note">Note <input id="note" type="text" spellcheck="true" placeholder="optional"></label>',
-        '<button type="button" id="clear">Clear <kbd>⌫</kbd></button>',
-        "</aside>\n",
-        '<textarea id="reviews-csv" hidden readonly aria-hidden="true"></textarea>\n',
-        f'<script type="application/json" id="data">{_script_json(data)}</script>\n',
-        f"<script>{script}</script>\n</body>\n</html>\n",
-    ]
-    return "".join(parts)
-
-
-def _render_card(it: _Item, *, single_group: bool) -> str:
-    if it.thumb_uri:
-        thumb = f'<div class="thumb"><img src="{_e(it.thumb_uri)}" alt="{_e(it.file_name)}"></div>'
-    else:
-        thumb = f'<div class="thumb placeholder" role="img" aria-label="{_e(it.thumb_problem)}"><span>' \
-                f'{_e(it.thumb_problem)}</span></div>'
-    issues = "".join(
-        f'<li class="issue" data-type="{_e(kind)}">{_e(kind)}'
-        f'{f" <b>{conf:.2f}</b>" if conf is not None else ""}</li>' for kind, conf in it.issues)
-    rule_tags = "".join(f'<li class="chip">{_e(t)}</li>' for t in it.tags)
-    if single_group:
-        rule_tags += f'<li class="chip dup">dup {_e(it.group)}</li>'
-    arrow = f' → <span class="nl">{_e(it.new_label)}</span>' if it.new_label else ""
-    reasons = f' <span class="reasons">{_e(it.reasons)}</span>' if it.reasons else ""
-    return (
-        f'<article class="card" tabindex="-1" data-i="{it.index}" aria-label="{_e(it.file_name)}">{thumb}'
-        f'<div class="body"><div class="fname" title="{_e(it.file_name)}">{_e(it.file_name)}</div>'
-        f'<div class="meta"><span class="split">{_e(it.split)}</span> <span class="label" title="label">'
-        f'{_e(it.label)}</span></div>'
-        f'<ul class="issues">{issues}</ul>'
-        f'<div class="rule">rule: <span class="ract act-{_e(it.action)}">{_e(it.action)}</span>{arrow}{reasons}</div>'
-        f'<ul class="chips">{rule_tags}</ul>'
-        '<div class="decision"></div></div></article>\n'
+    style, script = _assets()
+    return _environment().get_template("review_page.html.j2").render(
+        csp=_csp(style, script), style=style, script=script, data_json=_script_json(data), title=title,
+        reviews_file_name=reviews_file_name, nav=nav, tags=tags, tag_keys=TAG_KEYS, tag_names=tag_names,
+        issue_types=sorted({kind for it in items for kind, _ in it.issues}),
+        filter_tags=tag_names + sorted({t for it in items for t in it.tags} - set(tag_names)),
+        splits=sorted({it.split for it in items if it.split}), classes=classes,
+        blocks=_blocks(items, group_sizes), action_keys=list(zip(REVIEW_ACTIONS, ("g", "d", "r", "v"))),
     )
+
+
+# ------------------------------------------------------------------------------ pages and index
+MAX_PAGE_BYTES = 16 * 2**20  # a page is cut before it would pass this size (the bound is 20 MB)
+MAX_PAGE_ITEMS = 1_000  # and after this many images (a page stays quick to scroll and tag)
+PAGE_FILE = "page-{:04d}.html"
+INDEX_FILE = "index.html"
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    """One written page of a review site (what the index lists)."""
+
+    number: int
+    file: str
+    images: int
+    bytes: int
+
+
+class ThumbnailSpool:
+    """Thumbnails spilled to one temporary file (offset and length per image id kept in memory), so a review
+    site for any number of images holds only one page's thumbnails in memory."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self._path = Path(folder) / "thumbnails.bin"
+        self._fh = self._path.open("w+b")
+        self._where: dict[str, tuple[int, int]] = {}
+
+    def add(self, image_id: str, data: bytes | None) -> None:
+        if data is None:
+            return
+        self._fh.seek(0, 2)
+        self._where[image_id] = (self._fh.tell(), len(data))
+        self._fh.write(data)
+
+    def get(self, image_ids: Iterable[str]) -> dict[str, bytes]:
+        out = {}
+        for image_id in image_ids:
+            if image_id in self._where:
+                offset, size = self._where[image_id]
+                self._fh.seek(offset)
+                out[image_id] = self._fh.read(size)
+        return out
+
+    def close(self) -> None:
+        self._fh.close()
+        self._path.unlink(missing_ok=True)
+
+
+def write_review_site(
+    folder: str | Path,
+    items: pd.DataFrame,
+    *,
+    thumbnails: Callable[[list[str]], Mapping[str, bytes | None]],
+    taxonomy: Mapping[str, str],
+    class_names: Sequence[str],
+    title: str,
+    reviews_file_prefix: str = "reviews",
+    max_page_bytes: int = MAX_PAGE_BYTES,
+    max_page_items: int = MAX_PAGE_ITEMS,
+) -> list[ReviewPage]:
+    """Write the review as pages ``page-0001.html``, ... of at most ``max_page_items`` images and
+    ``max_page_bytes`` bytes each, and ``index.html`` listing them, into ``folder`` (replaced atomically).
+
+    ``items``, ``taxonomy`` and ``class_names`` are as for :func:`render_review_page`; ``thumbnails`` is
+    called with the image ids of one page at a time and returns their encoded bytes (or None), so memory
+    holds one page. A duplicate group stays on one page unless it alone is larger than a page. Each page
+    exports its own reviews CSV (``<reviews_file_prefix>-page-0001.csv``, ...). Returns the pages written.
+    """
+    tags = _validate_taxonomy(taxonomy)
+    classes = _validate_class_names(class_names)
+    if not isinstance(title, str):
+        raise ReviewError(f"title must be a string, got {type(title).__name__}")
+    _validate_file_name_option(f"{reviews_file_prefix}-page-0001.csv")
+    if max_page_items < 1 or max_page_bytes < 1_000_000:
+        raise ReviewError(f"pages need max_page_items >= 1 and max_page_bytes >= 1 MB, got {max_page_items}, "
+                          f"{max_page_bytes}")
+    ordered = _display_order(_validate_items(items, set(classes)))
+    group_sizes = Counter(it.group for it in ordered if it.group)
+    pages: list[ReviewPage] = []
+    summaries: list[dict] = []
+    with atomic_dir(folder) as tmp:
+        pending: tuple[list[_Item], int] | None = None  # a page is written once we know whether one follows
+
+        def flush(last: bool) -> None:
+            page_items, number = pending
+            nav = {"index": INDEX_FILE, "number": number, "count": number if last else "…",
+                   "prev": PAGE_FILE.format(number - 1) if number > 1 else "",
+                   "next": "" if last else PAGE_FILE.format(number + 1)}
+            text = _render(page_items, tags=tags, classes=classes, title=f"{title} · page {number}",
+                           reviews_file_name=f"{reviews_file_prefix}-page-{number:04d}.csv",
+                           group_sizes=group_sizes, nav=nav)
+            data = text.encode("utf-8")
+            (tmp / PAGE_FILE.format(number)).write_bytes(data)
+            pages.append(ReviewPage(number, PAGE_FILE.format(number), len(page_items), len(data)))
+            summaries.append(_page_summary(pages[-1], page_items))
+
+        for page_items in _paginate(ordered, thumbnails, max_page_bytes, max_page_items):
+            if pending is not None:
+                flush(last=False)
+            pending = (page_items, len(pages) + 1)
+        if pending is None:
+            pending = ([], 1)
+        flush(last=True)
+        style, _ = _assets()
+        index = _environment().get_template("review_index.html.j2").render(
+            csp=_csp(style, None), style=style, title=title, total=len(ordered), pages=summaries)
+        (tmp / INDEX_FILE).write_text(index, encoding="utf-8")
+    return pages
+
+
+def _paginate(ordered: list[_Item], thumbnails: Callable[[list[str]], Mapping[str, bytes | None]],
+              max_bytes: int, max_items: int) -> Iterator[list[_Item]]:
+    """Pages of items with their thumbnails, cut by size (estimated generously) and count; groups kept whole."""
+    units: list[list[_Item]] = []
+    for it in ordered:
+        if units and it.group and units[-1][0].group == it.group:
+            units[-1].append(it)
+        else:
+            units.append([it])
+    page: list[_Item] = []
+    size = _PAGE_BASE_BYTES
+    for unit in units:
+        for start in range(0, len(unit), max_items):  # only a group larger than a page is split
+            part = unit[start:start + max_items]
+            thumbs = thumbnails([it.image_id for it in part])
+            part = [_with_thumbnail(it, thumbs) for it in part]
+            part_size = sum(_item_bytes(it) for it in part)
+            if page and (len(page) + len(part) > max_items or size + part_size > max_bytes):
+                yield page
+                page, size = [], _PAGE_BASE_BYTES
+            for it in part:  # a unit larger than a page's bytes is cut by size too
+                if page and size + _item_bytes(it) > max_bytes:
+                    yield page
+                    page, size = [], _PAGE_BASE_BYTES
+                page.append(it)
+                size += _item_bytes(it)
+    if page:
+        yield page
+
+
+_PAGE_BASE_BYTES = 64_000  # the page without items: header, style, script
+
+
+def _item_bytes(it: _Item) -> int:
+    """An upper bound on an item's share of a page: its thumbnail once, its texts escaped twice (HTML and
+    JSON, up to 6 bytes a character in the worst case), the fixed markup."""
+    texts = (it.image_id, it.file_name, it.split, it.label, it.reasons, it.new_label, it.group, *it.tags,
+             *(kind for kind, _ in it.issues))
+    return len(it.thumb_uri or "") + 2_000 + 6 * 4 * sum(len(t) for t in texts)
+
+
+def _page_summary(page: ReviewPage, items: list[_Item]) -> dict:
+    issues = Counter(kind for it in items for kind, _ in it.issues)
+    return {
+        "number": page.number, "href": page.file, "images": page.images, "size": f"{page.bytes / 2**20:.1f} MB",
+        "issues": sorted(issues.items()), "actions": sorted(Counter(it.action for it in items).items()),
+        "splits": sorted(Counter(it.split for it in items if it.split).items()),
+        "first": items[0].file_name if items else "", "last": items[-1].file_name if items else "",
+    }
 
 
 # ----------------------------------------------------------------------------------- reviews CSV
@@ -522,8 +631,8 @@ def read_reviews_csv(
             start = 1
             try:
                 for fields in reader:
-                    if fields:  # blank lines carry no record
-                        records.append((start, fields))
+                    if fields:  # blank lines carry no record; the page escaped formula-like cells
+                        records.append((start, [unescape_formula(f) for f in fields]))
                     start = reader.line_num + 1
             except csv.Error as err:
                 raise ReviewError(f"{path}, line {start}: malformed CSV ({err})") from err
@@ -584,431 +693,3 @@ def read_reviews_csv(
         raise ReviewError(f"{path}: {len(problems)} invalid review row(s):\n  " + "\n  ".join(shown) + more)
     frame = pd.DataFrame(rows, columns=[*REVIEW_COLUMNS, "source"], dtype="str")
     return frame if with_source else frame.drop(columns="source")
-
-
-# ----------------------------------------------------------------------------- page style/script
-
-_STYLE = """
-:root{--bg:#f4f5f7;--card:#fff;--ink:#1d2330;--muted:#5f6b7a;--line:#d9dde3;--focus:#2563eb;
---keep:#15803d;--drop:#b91c1c;--relabel:#1d4ed8;--review:#b45309}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--ink);font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-header{position:sticky;top:0;z-index:2;background:#fff;border-bottom:1px solid var(--line);padding:8px 16px 4px}
-.top{display:flex;flex-wrap:wrap;align-items:center;gap:12px}
-h1{font-size:18px;margin:0 12px 0 0;overflow-wrap:anywhere}
-.counter{color:var(--muted)}
-.button,button{font:inherit;border:1px solid var(--line);background:#fff;border-radius:6px;padding:4px 10px;
-cursor:pointer;color:var(--ink);text-decoration:none}
-#export{background:var(--focus);color:#fff;border-color:var(--focus);font-weight:600}
-#export[aria-disabled=true]{background:#cbd5e1;border-color:#cbd5e1;color:#475569;cursor:not-allowed}
-.status{color:var(--muted);font-size:12px}
-.filters{display:flex;flex-wrap:wrap;gap:14px;margin:6px 0 2px;align-items:center}
-.filters label,.panel label{display:inline-flex;gap:6px;align-items:center;color:var(--muted)}
-select,input[type=text]{font:inherit;padding:2px 4px;border:1px solid var(--line);border-radius:4px;max-width:16em}
-output{min-width:2.5em;font-variant-numeric:tabular-nums}
-.help{margin:4px 0;color:var(--muted);font-size:12px}
-kbd{font:11px ui-monospace,monospace;border:1px solid var(--line);border-bottom-width:2px;border-radius:3px;
-padding:0 3px;background:#f8fafc;color:var(--ink)}
-.legend{font-size:12px;color:var(--muted);margin-bottom:4px}
-.legend dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:4px 0}
-.legend dt{font-weight:600;color:var(--ink)}.legend dd{margin:0}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:12px;padding:12px 16px 120px;
-align-items:start}
-.empty{color:var(--muted)}
-.group{grid-column:1/-1;background:#e8edf5;border:1px dashed #94a3b8;border-radius:10px;padding:6px 8px 8px}
-.group h2{font-size:12px;font-weight:600;color:var(--muted);margin:0 0 6px}
-.members{display:flex;gap:12px;overflow-x:auto;align-items:flex-start}
-.members .card{flex:0 0 190px}
-.card{background:var(--card);border:2px solid transparent;border-radius:10px;box-shadow:0 1px 2px rgba(0,0,0,.12);
-overflow:hidden;cursor:pointer;outline:none;position:relative}
-.card.current{border-color:#93c5fd}
-.card:focus{border-color:var(--focus);box-shadow:0 0 0 3px rgba(37,99,235,.35)}
-.card.dim{opacity:.45}
-.card[data-decision=keep]{border-left:6px solid var(--keep)}
-.card[data-decision=drop]{border-left:6px solid var(--drop)}
-.card[data-decision=relabel]{border-left:6px solid var(--relabel)}
-.card[data-decision=review]{border-left:6px solid var(--review)}
-.thumb{height:140px;display:flex;align-items:center;justify-content:center;background:#e5e7eb}
-.thumb img{max-width:100%;max-height:140px;min-width:96px;object-fit:contain;image-rendering:auto}
-.placeholder{background:repeating-linear-gradient(45deg,#e5e7eb 0 10px,#f3f4f6 10px 20px);color:var(--muted);
-font-size:12px}
-.placeholder span{background:#fff;padding:2px 6px;border-radius:4px}
-.body{padding:6px 8px 8px}
-.fname{font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.meta{color:var(--muted);font-size:12px;overflow-wrap:anywhere}
-.meta .split{text-transform:uppercase;font-size:10px;letter-spacing:.04em;background:#eef2f7;border-radius:3px;
-padding:0 4px}
-.meta .label{color:var(--ink)}
-ul{list-style:none;margin:4px 0 0;padding:0;display:flex;flex-wrap:wrap;gap:4px}
-.issue{font-size:11px;background:#fee2e2;color:#7f1d1d;border-radius:10px;padding:0 6px}
-.chip{font-size:11px;background:#e0e7ff;color:#312e81;border-radius:10px;padding:0 6px}
-.chip.dup{background:#e2e8f0;color:#334155}
-.rule{font-size:12px;color:var(--muted);margin-top:4px;overflow-wrap:anywhere}
-.ract{font-weight:600}
-.act-keep{color:var(--keep)}.act-drop{color:var(--drop)}.act-relabel{color:var(--relabel)}
-.act-review{color:var(--review)}
-.reasons{display:block;font-size:11px}
-.decision{font-size:12px;font-weight:600;margin-top:4px;min-height:1em;overflow-wrap:anywhere}
-.panel{position:fixed;left:0;right:0;bottom:0;z-index:3;background:#fff;border-top:1px solid var(--line);
-padding:8px 16px;display:flex;flex-wrap:wrap;gap:12px;align-items:center;box-shadow:0 -2px 6px rgba(0,0,0,.06)}
-.pfile b{display:inline-block;max-width:24em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;
-vertical-align:bottom}
-.actions{display:inline-flex;gap:4px}
-.actions button[aria-pressed=true]{color:#fff}
-.actions .act-keep[aria-pressed=true]{background:var(--keep)}
-.actions .act-drop[aria-pressed=true]{background:var(--drop)}
-.actions .act-relabel[aria-pressed=true]{background:var(--relabel)}
-.actions .act-review[aria-pressed=true]{background:var(--review)}
-.panel select{max-width:12em}.note input{width:14em}
-.needs{outline:2px solid var(--relabel)}
-"""
-
-_SCRIPT = r"""
-(function () {
-  'use strict';
-  var DATA = JSON.parse(document.getElementById('data').textContent);
-  var ITEMS = DATA.items, TAGS = DATA.tags, ACTIONS = DATA.actions, COLUMNS = DATA.columns;
-  var ACTION_KEYS = {g: 'keep', d: 'drop', r: 'relabel', v: 'review'};
-  var $ = function (id) { return document.getElementById(id); };
-  var cards = Array.prototype.slice.call(document.querySelectorAll('.card'));
-  var groups = Array.prototype.slice.call(document.querySelectorAll('.group'));
-  var reviewer = $('reviewer'), exportLink = $('export'), exportStatus = $('export-status');
-  var counter = $('counter'), csvBox = $('reviews-csv');
-  var fIssue = $('f-issue'), fTag = $('f-tag'), fSplit = $('f-split'), fConf = $('f-conf'),
-      fConfValue = $('f-conf-value'), fStatus = $('f-status');
-  var pFile = $('p-file'), pTag = $('p-tag'), newLabel = $('new-label'), note = $('note');
-  var actionButtons = Array.prototype.slice.call(document.querySelectorAll('#panel button[data-action]'));
-  var decisions = new Map();  // item index -> {tag, action, newLabel, note}
-  var current = cards.length ? 0 : -1;
-  var restored = '';
-
-  function decision(i) {
-    var d = decisions.get(i);
-    if (!d) {
-      var it = ITEMS[i];
-      d = {tag: '', action: '', newLabel: it.action === 'relabel' ? it.newLabel : '', note: ''};
-      decisions.set(i, d);
-    }
-    return d;
-  }
-  function touched(d) { return !!(d && (d.tag || d.action || d.note)); }
-  // The row this image contributes to the reviews CSV, or null when the reviewer has not touched it.
-  function rowFor(i) {
-    var d = decisions.get(i);
-    if (!touched(d)) return null;
-    var action = d.action || ITEMS[i].action;
-    return {file_name: ITEMS[i].file, tag: d.tag, action: action,
-            new_label: action === 'relabel' ? d.newLabel : '', reviewer: reviewer.value.trim(), note: d.note};
-  }
-  function csvField(value) {
-    var s = String(value);
-    return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
-  }
-  function buildCsv() {
-    var lines = [COLUMNS.map(csvField).join(',')];
-    for (var i = 0; i < ITEMS.length; i++) {
-      var row = rowFor(i);
-      if (row) lines.push(COLUMNS.map(function (c) { return csvField(row[c]); }).join(','));
-    }
-    return lines.join('\r\n') + '\r\n';
-  }
-  window.vlReviewsCsv = buildCsv;
-
-  // ---------------------------------------------------------------- rendering state
-  function renderCard(i) {
-    var card = cards[i], row = rowFor(i), box = card.querySelector('.decision');
-    if (!row) { card.removeAttribute('data-decision'); box.textContent = ''; card.classList.remove('needs'); return; }
-    card.setAttribute('data-decision', row.action);
-    var text = 'you: ' + row.action;
-    if (row.action === 'relabel') text += ' → ' + (row.new_label || '(choose a label)');
-    if (row.tag) text += ' · #' + row.tag;
-    if (row.note) text += ' · note: ' + row.note;
-    box.textContent = text;
-    card.classList.toggle('needs', row.action === 'relabel' && !row.new_label);
-  }
-  function renderPanel() {
-    if (current < 0) return;
-    var it = ITEMS[current], d = decisions.get(current), row = rowFor(current);
-    pFile.textContent = it.file;
-    pFile.setAttribute('title', it.file);
-    pTag.value = d ? d.tag : '';
-    newLabel.value = row && row.action === 'relabel' ? row.new_label : '';
-    if (document.activeElement !== note) note.value = d ? d.note : '';
-    actionButtons.forEach(function (b) {
-      b.setAttribute('aria-pressed', String(!!(d && d.action === b.getAttribute('data-action'))));
-    });
-  }
-  function refreshExport() {
-    var csv = buildCsv(), rows = 0, missing = 0, counts = {keep: 0, drop: 0, relabel: 0, review: 0};
-    csvBox.textContent = csv;  // .value would turn CRLF into LF; textContent keeps the exact bytes
-    for (var i = 0; i < ITEMS.length; i++) {
-      var row = rowFor(i);
-      if (!row) continue;
-      rows += 1; counts[row.action] += 1;
-      if (row.action === 'relabel' && !row.new_label) missing += 1;
-    }
-    var problems = [];
-    if (!reviewer.value.trim()) problems.push('type your name to enable export');
-    if (missing) problems.push(missing + ' relabel' + (missing > 1 ? 's need' : ' needs') + ' a new label');
-    if (problems.length) {
-      exportLink.removeAttribute('href');
-      exportLink.setAttribute('aria-disabled', 'true');
-      exportStatus.textContent = problems.join('; ');
-    } else {
-      exportLink.setAttribute('href', 'data:text/csv;charset=utf-8,' + encodeURIComponent(csv));
-      exportLink.setAttribute('aria-disabled', 'false');
-      exportStatus.textContent = rows + ' row' + (rows === 1 ? '' : 's') + ' ready' + restored;
-    }
-    return {rows: rows, counts: counts};
-  }
-  function refreshCounter(stats) {
-    var shown = 0;
-    cards.forEach(function (c) { if (!c.hidden && !c.classList.contains('dim')) shown += 1; });
-    counter.textContent = shown + ' of ' + ITEMS.length + ' shown · ' + stats.rows + ' reviewed (' +
-      ACTIONS.map(function (a) { return stats.counts[a] + ' ' + a; }).join(', ') + ')';
-  }
-  function save() {
-    try {
-      var out = {reviewer: reviewer.value, decisions: {}};
-      decisions.forEach(function (d, i) { if (touched(d)) out.decisions[ITEMS[i].file] = d; });
-      window.localStorage.setItem(DATA.storageKey, JSON.stringify(out));
-    } catch (e) { /* storage unavailable (private mode, quota): decisions live in the page only */ }
-  }
-  function changed(i) {
-    if (i >= 0) renderCard(i);
-    renderPanel();
-    if (decisionFilters()) applyFilters(true); else refreshCounter(refreshExport());
-    save();
-  }
-
-  // ---------------------------------------------------------------- filters
-  function passes(i) {
-    var it = ITEMS[i], d = decisions.get(i);
-    if (fSplit.value && it.split !== fSplit.value) return false;
-    if (fTag.value && it.tags.indexOf(fTag.value) < 0 && !(d && d.tag === fTag.value)) return false;
-    if (fStatus.value === 'open' && touched(d)) return false;
-    if (fStatus.value === 'done' && !touched(d)) return false;
-    var issues = it.issues;
-    if (fIssue.value) {
-      issues = issues.filter(function (x) { return x[0] === fIssue.value; });
-      if (!issues.length) return false;
-    }
-    var min = parseFloat(fConf.value) || 0;
-    if (min > 0) {  // an issue without a confidence is never hidden by the slider
-      return issues.some(function (x) { return x[1] === null || x[1] >= min - 1e-9; });
-    }
-    return true;
-  }
-  // Filters that depend on the reviewer's decisions ("not reviewed", a tag).
-  function decisionFilters() { return !!(fStatus.value || fTag.value); }
-  // keepCurrent: the current card stays visible even if a decision just made it fail the filters,
-  // so it does not vanish under the reviewer's hands; it goes when they move on.
-  function applyFilters(keepCurrent) {
-    fConfValue.textContent = (parseFloat(fConf.value) || 0).toFixed(2);
-    cards.forEach(function (card, i) {
-      var ok = passes(i) || (keepCurrent === true && i === current && !card.hidden);
-      card.hidden = !ok;
-      card.classList.remove('dim');
-    });
-    // A duplicate group is shown whole when any member passes (the others dimmed), else hidden.
-    groups.forEach(function (g) {
-      var members = Array.prototype.slice.call(g.querySelectorAll('.card'));
-      var any = members.some(function (c) { return !c.hidden; });
-      g.hidden = !any;
-      members.forEach(function (c) {
-        if (any && c.hidden) { c.hidden = false; c.classList.add('dim'); }
-      });
-    });
-    refreshCounter(refreshExport());
-    if (current >= 0 && cards[current].hidden) {
-      var wasFocused = document.activeElement === cards[current];
-      var next = nearestVisible(current);
-      if (next >= 0) setCurrent(next, wasFocused);
-    }
-  }
-  [fIssue, fTag, fSplit, fStatus].forEach(function (el) { el.addEventListener('change', applyFilters); });
-  fConf.addEventListener('input', applyFilters);
-
-  // ---------------------------------------------------------------- focus and navigation
-  function visible() {
-    var out = [];
-    cards.forEach(function (c, i) { if (!c.hidden) out.push(i); });
-    return out;
-  }
-  function nearestVisible(i) {
-    var vis = visible();
-    if (!vis.length) return -1;
-    for (var k = 0; k < vis.length; k++) if (vis[k] >= i) return vis[k];
-    return vis[vis.length - 1];
-  }
-  function setCurrent(i, focus) {
-    if (i < 0 || i >= cards.length) return;
-    var moved = i !== current;
-    if (current >= 0) { cards[current].classList.remove('current'); cards[current].tabIndex = -1; }
-    current = i;
-    if (moved && decisionFilters()) applyFilters(true);
-    cards[i].classList.add('current');
-    cards[i].tabIndex = 0;  // roving tabindex: Tab enters the grid at the current card
-    if (focus) { cards[i].focus(); cards[i].scrollIntoView({block: 'nearest', inline: 'nearest'}); }
-    renderPanel();
-  }
-  function focusCurrent() {
-    if (current < 0) return;
-    if (cards[current].hidden) { var n = nearestVisible(current); if (n < 0) return; current = n; }
-    setCurrent(current, true);
-  }
-  function step(delta) {
-    var vis = visible();
-    if (!vis.length) return;
-    var pos = vis.indexOf(current);
-    if (pos < 0 || document.activeElement !== cards[current]) { setCurrent(pos < 0 ? vis[0] : current, true); return; }
-    setCurrent(vis[Math.max(0, Math.min(vis.length - 1, pos + delta))], true);
-  }
-  function stepRow(dir) {
-    var vis = visible();
-    if (!vis.length) return;
-    if (vis.indexOf(current) < 0) { setCurrent(vis[0], true); return; }
-    var cur = cards[current].getBoundingClientRect(), cx = cur.left + cur.width / 2;
-    var best = -1, bestRow = Infinity, bestDx = Infinity;
-    vis.forEach(function (i) {
-      if (i === current) return;
-      var r = cards[i].getBoundingClientRect();
-      var rowDist = dir > 0 ? r.top - cur.top : cur.top - r.top;
-      if (rowDist < 4) return;  // same row or the wrong direction
-      var dx = Math.abs(r.left + r.width / 2 - cx);
-      if (rowDist < bestRow - 4 || (Math.abs(rowDist - bestRow) <= 4 && dx < bestDx)) {
-        best = i; bestRow = rowDist; bestDx = dx;
-      }
-    });
-    setCurrent(best >= 0 ? best : current, true);
-  }
-  cards.forEach(function (card, i) {
-    card.addEventListener('focus', function () { if (current !== i) setCurrent(i, false); });
-    card.addEventListener('click', function () { setCurrent(i, true); });
-  });
-  document.querySelectorAll('.thumb img').forEach(function (img) {
-    img.addEventListener('error', function () {  // undecodable bytes: show the placeholder instead
-      var box = img.parentNode, span = document.createElement('span');
-      box.classList.add('placeholder');
-      span.textContent = 'unreadable thumbnail';
-      box.replaceChild(span, img);
-    });
-  });
-
-  // ---------------------------------------------------------------- decisions
-  function setTag(i, tag) {
-    var d = decision(i);
-    d.tag = d.tag === tag ? '' : tag;  // pressing the same tag again removes it
-    changed(i);
-  }
-  function setAction(i, action) {
-    var d = decision(i), it = ITEMS[i];
-    d.action = action;
-    if (action === 'relabel') {
-      if (!d.newLabel) d.newLabel = it.newLabel;
-    } else {
-      d.newLabel = '';
-    }
-    changed(i);
-  }
-  function acceptRule(i) {
-    var d = decision(i), it = ITEMS[i];
-    d.action = it.action;
-    d.newLabel = it.action === 'relabel' ? it.newLabel : '';
-    changed(i);
-  }
-  function clearDecision(i) {
-    decisions.delete(i);
-    changed(i);
-  }
-  function isField(el) {
-    return !!el && (el.tagName === 'INPUT' || el.tagName === 'SELECT' || el.tagName === 'TEXTAREA' ||
-                    el.isContentEditable);
-  }
-  document.addEventListener('keydown', function (ev) {
-    if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || ev.isComposing) return;
-    var t = ev.target, key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
-    if (isField(t)) {
-      if (key === 'Escape' || (key === 'Enter' && (t === newLabel || t === note || t === pTag))) {
-        ev.preventDefault();
-        focusCurrent();
-      }
-      return;
-    }
-    if (key === '?') { ev.preventDefault(); $('legend').open = !$('legend').open; return; }
-    if (current < 0) return;
-    var handled = true;
-    if (key === 'ArrowRight' || key === 'j') step(1);
-    else if (key === 'ArrowLeft' || key === 'k') step(-1);
-    else if (key === 'ArrowDown') stepRow(1);
-    else if (key === 'ArrowUp') stepRow(-1);
-    else if (key === 'Home') { var v = visible(); if (v.length) setCurrent(v[0], true); }
-    else if (key === 'End') { var w = visible(); if (w.length) setCurrent(w[w.length - 1], true); }
-    else if (key === 'Escape') focusCurrent();
-    else if (cards[current].hidden) handled = false;  // never decide for an image the filters hide
-    else if (Object.prototype.hasOwnProperty.call(ACTION_KEYS, key)) {
-      setAction(current, ACTION_KEYS[key]);
-      if (key === 'r') newLabel.focus();
-    }
-    else if (key === 'a') acceptRule(current);
-    else if (key === '0') { var d0 = decisions.get(current); if (d0 && d0.tag) setTag(current, d0.tag); }
-    else if (/^[1-9]$/.test(key)) { var n = Number(key) - 1; if (n < TAGS.length) setTag(current, TAGS[n]); }
-    else if (key === 'n') note.focus();
-    else if (key === 't') pTag.focus();
-    else if (key === 'Backspace' || key === 'Delete') clearDecision(current);
-    else handled = false;
-    if (handled) ev.preventDefault();
-  });
-
-  // ---------------------------------------------------------------- panel controls
-  actionButtons.forEach(function (b) {
-    b.addEventListener('click', function () {
-      if (current < 0) return;
-      setAction(current, b.getAttribute('data-action'));
-      if (b.getAttribute('data-action') === 'relabel') newLabel.focus();
-    });
-  });
-  $('clear').addEventListener('click', function () { if (current >= 0) clearDecision(current); });
-  pTag.addEventListener('change', function () {
-    if (current < 0) return;
-    decision(current).tag = pTag.value;
-    changed(current);
-  });
-  newLabel.addEventListener('change', function () {
-    if (current < 0) return;
-    var d = decision(current);
-    d.newLabel = newLabel.value;
-    if (newLabel.value) d.action = 'relabel';  // choosing a class means relabelling
-    changed(current);
-  });
-  note.addEventListener('input', function () {
-    if (current < 0) return;
-    decision(current).note = note.value;
-    changed(current);
-  });
-  reviewer.addEventListener('input', function () { restored = ''; refreshCounter(refreshExport()); save(); });
-
-  // ---------------------------------------------------------------- restore and start
-  (function restore() {
-    var saved;
-    try { saved = JSON.parse(window.localStorage.getItem(DATA.storageKey) || 'null'); } catch (e) { saved = null; }
-    if (!saved || typeof saved !== 'object') return;
-    if (typeof saved.reviewer === 'string') reviewer.value = saved.reviewer;
-    var byFile = {}, n = 0;
-    ITEMS.forEach(function (it, i) { byFile[it.file] = i; });
-    var src = saved.decisions && typeof saved.decisions === 'object' ? saved.decisions : {};
-    Object.keys(src).forEach(function (file) {
-      var d = src[file], i = byFile[file];
-      if (i === undefined || !d || typeof d !== 'object') return;
-      var str = function (v) { return typeof v === 'string' ? v : ''; };
-      var clean = {tag: TAGS.indexOf(d.tag) >= 0 ? d.tag : '', action: ACTIONS.indexOf(d.action) >= 0 ? d.action : '',
-                   newLabel: str(d.newLabel), note: str(d.note)};
-      if (touched(clean)) { decisions.set(i, clean); n += 1; }
-    });
-    if (n) restored = ' (' + n + ' restored from this browser)';
-  })();
-  cards.forEach(function (c, i) { renderCard(i); });
-  if (current >= 0) setCurrent(0, false);
-  applyFilters();
-})();
-"""

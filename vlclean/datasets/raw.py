@@ -309,17 +309,19 @@ class RawDataset:
 
     def read_images(self, image_ids: Iterable[str]) -> dict[str, bytes]:
         """Bytes of the given images (reads only the shards that hold them)."""
+        return dict(self.iter_selected_images(image_ids))
+
+    def iter_selected_images(self, image_ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """``(image_id, bytes)`` of the given images, shard by shard: one shard's bytes in memory at a time."""
         wanted = set(image_ids)
         index = pd.read_parquet(self.root / "index.parquet", columns=["image_id", "shard"])
         index = index[index["image_id"].isin(wanted)]
-        out: dict[str, bytes] = {}
         for shard, group in index.groupby("shard"):
             ids = set(group["image_id"])
             table = pq.read_table(self.root / "shards" / shard, columns=["image_id", "image"])
             for iid, data in zip(table.column("image_id").to_pylist(), table.column("image").to_pylist()):
                 if iid in ids:
-                    out[iid] = data
-        return out
+                    yield iid, data
 
 
 def safe_component(name: str, *, what: str) -> str:
