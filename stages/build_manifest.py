@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vlclean import cli
+from vlclean import cli, schema
 from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
 from vlclean.manifest import (ManifestParams, build_cleaned_manifest, cleaning_summary, eval_labels,
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         base = load_base(args.params)
         params = from_dict(ManifestParams, read_params_file(args.params).get("build_manifest"), "build_manifest")
         raw = RawDataset.open(args.raw)
-        tagged = read_csv(args.tagged, dtype={"new_label": str, "reasons": str, "tags": str, "issues": str})
+        tagged = read_csv(args.tagged, columns=schema.TAGGED_MANIFEST)
         leaks = read_csv(args.leaks)
         cleaned = build_cleaned_manifest(raw.index(), raw.classes(), tagged, leaks, params)
         write_csv(args.output, cleaned)

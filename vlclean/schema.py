@@ -13,6 +13,9 @@ classes     ``data/raw/classes.csv``: ``label -> class_id, class_name``.
 truth       ``data/raw/truth.csv``: planted issues of the built-in dataset.
 quarantine  ``data/raw/quarantine.csv``: unreadable images (they stay in the index, ``valid=False``).
 features    ``data/features/features.parquet``: per-image hashes and quality stats.
+
+CSV tables (:data:`CSV_TABLES`, read with ``vlclean.csvio.read_csv(path, columns=...)``): the tagged
+manifest, reviews, leaks report, cleaned manifest, train / eval / noisy labels and the match report.
 """
 
 from __future__ import annotations
@@ -132,6 +135,93 @@ VL_ISSUES: dict[str, pa.DataType] = {
     "description": pa.string(),
     "source": pa.string(),  # source_format of the row
     "extra": pa.string(),
+}
+
+# CSV tables crossing a stage boundary (written with vlclean.csvio.write_csv, read back with
+# csvio.read_csv(path, columns=<table>): text cells round-trip exactly, formula-like cells are escaped).
+TAGGED_MANIFEST: dict[str, pa.DataType] = {  # apply_tags -> build_manifest: data/manifests/<ds>_tagged_manifest.csv
+    "image_id": pa.string(),
+    "file_name": pa.string(),
+    "split": pa.string(),
+    "label": pa.int64(),
+    "class_name": pa.string(),
+    "issues": pa.string(),  # 'type:confidence;...'
+    "tags": pa.string(),  # ';'-joined
+    "action": pa.string(),  # keep | drop | relabel | review
+    "reasons": pa.string(),
+    "new_label": pa.string(),
+    "duplicate_group": pa.string(),
+    "uniqueness_score": pa.float64(),
+    "match": pa.string(),
+    "review_name": pa.string(),  # the name the review page and reviews CSVs use
+}
+REVIEWS: dict[str, pa.DataType] = {  # people (review page export) -> apply_tags: data/reviews/*.csv
+    "file_name": pa.string(),
+    "tag": pa.string(),
+    "action": pa.string(),
+    "new_label": pa.string(),
+    "reviewer": pa.string(),
+    "note": pa.string(),
+}
+LEAKS_REPORT: dict[str, pa.DataType] = {  # detect_leaks -> build_manifest: data/manifests/<ds>_leaks_report.csv
+    "test_id": pa.string(),
+    "test_path": pa.string(),
+    "train_id": pa.string(),
+    "train_path": pa.string(),
+    "method": pa.string(),
+    "distance": pa.float64(),
+    "tier": pa.string(),
+    "scope": pa.string(),
+    "phash_distance": pa.float64(),
+    "dhash_distance": pa.float64(),
+    "similarity": pa.float64(),
+    "mirrored": pa.bool_(),
+    "query_crop": pa.string(),
+}
+CLEANED_MANIFEST: dict[str, pa.DataType] = {  # build_manifest -> people: data/manifests/<ds>_cleaned_manifest.csv
+    "image_id": pa.string(),
+    "file_name": pa.string(),
+    "split": pa.string(),
+    "label": pa.int64(),
+    "class_name": pa.string(),
+    "final_label": pa.int64(),
+    "final_class_name": pa.string(),
+    "action": pa.string(),
+    "reasons": pa.string(),
+    "issues": pa.string(),
+    "tags": pa.string(),
+    "leaked": pa.bool_(),
+    "in_clean_test": pa.bool_(),
+}
+TRAIN_LABELS: dict[str, pa.DataType] = {  # build_manifest -> noise, denoise -> train: image_id, label
+    "image_id": pa.string(),
+    "label": pa.int64(),
+}
+EVAL_LABELS: dict[str, pa.DataType] = {**TRAIN_LABELS, "leaked": pa.bool_()}  # build_manifest -> evaluate
+NOISY_LABELS: dict[str, pa.DataType] = {  # noise -> denoise: data/noise/train_labels.csv
+    "image_id": pa.string(),
+    "true_label": pa.int64(),
+    "label": pa.int64(),
+    "flipped": pa.bool_(),
+}
+MATCH_REPORT: dict[str, pa.DataType] = {  # ingest_vl -> people: data/vl_ingested/match_report.csv
+    "media_key": pa.string(),
+    "file_name": pa.string(),
+    "file_path": pa.string(),
+    "source_file": pa.string(),
+    "match": pa.string(),
+    "key": pa.string(),
+    "reason": pa.string(),
+}
+CSV_TABLES: dict[str, dict[str, pa.DataType]] = {
+    "tagged_manifest": TAGGED_MANIFEST,
+    "reviews": REVIEWS,
+    "leaks_report": LEAKS_REPORT,
+    "cleaned_manifest": CLEANED_MANIFEST,
+    "train_labels": TRAIN_LABELS,
+    "eval_labels": EVAL_LABELS,
+    "noisy_labels": NOISY_LABELS,
+    "match_report": MATCH_REPORT,
 }
 
 TABLES: dict[str, dict[str, pa.DataType]] = {

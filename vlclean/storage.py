@@ -38,6 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlclean import csvio
+
 
 # Above this many files in a new directory, one os.sync() is cheaper than an fsync per file.
 _FSYNC_MAX_FILES = 256
@@ -167,9 +169,10 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
+def write_csv(path: str | Path, frame: pd.DataFrame, *, escape_formulas: bool = True) -> None:
+    """Write a CSV atomically: exact round trips and spreadsheet formulas neutralised (see :mod:`vlclean.csvio`)."""
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        csvio.write_csv_file(tmp, frame, escape_formulas=escape_formulas)
 
 
 def write_parquet(path: str | Path, table: pa.Table | pd.DataFrame, **kwargs: Any) -> None:
@@ -180,5 +183,5 @@ def write_parquet(path: str | Path, table: pa.Table | pd.DataFrame, **kwargs: An
 
 
 def read_csv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
-    """Read a CSV we wrote: empty cells stay empty strings in string columns, not NaN."""
-    return pd.read_csv(path, keep_default_na=False, na_values=[""], **kwargs)
+    """Read a CSV we wrote (formula escapes undone; ``columns=`` a schema table types it, see :mod:`vlclean.csvio`)."""
+    return csvio.read_csv(path, **kwargs)
