@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from vlclean import schema
 from vlclean.errors import ExportFormatError
+from vlclean.vl_ingest.limits import IngestLimits
 from vlclean.vl_ingest.model import FastdupThresholds, Part, ReadOptions, VLExport
 from vlclean.vl_ingest.registry import read_one
 
@@ -20,6 +21,7 @@ def read_export(
     *,
     progress: bool = False,
     fastdup_thresholds: FastdupThresholds | None = None,
+    limits: IngestLimits | None = None,
 ) -> VLExport:
     """Read one or several exports (any of :data:`FORMATS`) into one :class:`VLExport`.
 
@@ -35,7 +37,8 @@ def read_export(
     paths = [Path(path_or_paths)] if isinstance(path_or_paths, (str, os.PathLike)) else [Path(p) for p in path_or_paths]
     if not paths:
         raise ExportFormatError("no export path given")
-    options = ReadOptions(progress=progress, fastdup_thresholds=fastdup_thresholds or FastdupThresholds())
+    options = ReadOptions(progress=progress, fastdup_thresholds=fastdup_thresholds or FastdupThresholds(),
+                          limits=limits or IngestLimits())
     parts = [read_one(path, options) for path in paths]
     media = pa.concat_tables([p.media for p in parts]) if len(parts) > 1 else parts[0].media
     issues = pa.concat_tables([p.issues for p in parts]) if len(parts) > 1 else parts[0].issues

@@ -18,8 +18,9 @@ import pandas as pd
 
 from vlclean.errors import ExportFormatError
 from vlclean.vl_ingest.items import PlatformItems
+from vlclean.vl_ingest.limits import IngestLimits
 from vlclean.vl_ingest.model import FastdupThresholds, Part, Reader
-from vlclean.vl_ingest.probe import Probe
+from vlclean.vl_ingest.probe import Probe, inside
 from vlclean.vl_ingest.validate import (
     EMPTY_EXTRA, NAN, WINDOWS_ABS, check_export_path, as_number, csv_columns, dumps_extra, read_csv_text,
 )
@@ -92,7 +93,8 @@ _FD_ID = ("index", "fastdup_id", "__id")
 _FD_NAME = ("filename", "img_filename")
 
 
-def read_fastdup(folder: Path, *, fastdup_thresholds: FastdupThresholds | None = None) -> Part:
+def read_fastdup(folder: Path, *, fastdup_thresholds: FastdupThresholds | None = None,
+                 limits: IngestLimits | None = None) -> Part:
     """A fastdup output folder: duplicates, outliers, quality rules and bad files (see module doc)."""
     thresholds = fastdup_thresholds or FastdupThresholds()
     files = _FastdupFiles(folder)
@@ -100,7 +102,7 @@ def read_fastdup(folder: Path, *, fastdup_thresholds: FastdupThresholds | None =
     for name in FASTDUP_FILES:
         p = folder / name
         if p.is_file():
-            frames[name] = read_csv_text(p)
+            frames[name] = read_csv_text(inside(folder, p), limits or IngestLimits())
     if not frames:
         raise ExportFormatError(f"{folder}: no fastdup files (looked for {', '.join(FASTDUP_FILES)})")
 
@@ -281,4 +283,5 @@ def detect(probe: Probe) -> bool:
 
 
 READER = Reader("fastdup", ("dir", "csv"), {"dir": f"fastdup files ({', '.join(FASTDUP_FILES)})"}, detect,
-                lambda probe, options: read_fastdup(probe.path, fastdup_thresholds=options.fastdup_thresholds))
+                lambda probe, options: read_fastdup(probe.path, fastdup_thresholds=options.fastdup_thresholds,
+                                                    limits=options.limits))

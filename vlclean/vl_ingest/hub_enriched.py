@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vlclean.errors import ExportFormatError
 from vlclean.vl_ingest.items import PlatformItems
+from vlclean.vl_ingest.limits import IngestLimits
 from vlclean.vl_ingest.model import Part, Reader
 from vlclean.vl_ingest.platform_parquet import issue_list, iter_parquet_rows, open_parquet, readable_columns
 from vlclean.vl_ingest.probe import Probe
@@ -18,7 +19,7 @@ _HUB_LABEL = ("image_label", "label")
 _HUB_ISSUES = ("image_issues", "issues")
 
 
-def read_hub_enriched(path: Path) -> Part:
+def read_hub_enriched(path: Path, limits: IngestLimits) -> Part:
     display = str(path)
     pf = open_parquet(path, display)
     keep, skipped = readable_columns(pf.schema_arrow)
@@ -31,7 +32,7 @@ def read_hub_enriched(path: Path) -> Part:
     label_col = next((cols[c] for c in _HUB_LABEL if c in cols), None)
     known = {key_col, issues_col, label_col}
     items = PlatformItems("hub_enriched", display)
-    for row, rec in iter_parquet_rows(pf, keep, display):
+    for row, rec in iter_parquet_rows(pf, keep, display, limits):
         where = f"{display}: row {row}"
         key = rec[key_col]
         if key is None or key == "":
@@ -60,4 +61,4 @@ def detect(probe: Probe) -> bool:
 
 READER = Reader("hub_enriched", ("parquet",),
                 {"parquet": f"{'|'.join(_HUB_KEY)} + {'|'.join(_HUB_ISSUES)} (Hub enriched)"},
-                detect, lambda probe, options: read_hub_enriched(probe.path))
+                detect, lambda probe, options: read_hub_enriched(probe.path, options.limits))

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
+from vlclean.vl_ingest.limits import IngestLimits
+
 if TYPE_CHECKING:
     from vlclean.vl_ingest.probe import Probe
 
@@ -66,6 +68,7 @@ class ReadOptions:
 
     progress: bool = False  # byte progress bar while streaming JSON
     fastdup_thresholds: FastdupThresholds = field(default_factory=FastdupThresholds)
+    limits: IngestLimits = field(default_factory=IngestLimits)
 
 
 @dataclass(frozen=True)

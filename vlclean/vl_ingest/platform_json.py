@@ -17,11 +17,13 @@ from tqdm import tqdm
 
 from vlclean.errors import ExportFormatError
 from vlclean.vl_ingest.items import PlatformItems
+from vlclean.vl_ingest.limits import IngestLimits, JsonGuard, LimitExceededError
 from vlclean.vl_ingest.model import Part, ReadOptions, Reader
 from vlclean.vl_ingest.probe import Probe, platform_file
 from vlclean.vl_ingest.rows import check_unique_keys
 
 _EXACT_JSON_POSITION_MAX_BYTES = 16 * 2**20  # re-parse with json for a line/column up to this size
+_READ_BYTES = 2**20  # bytes handed to the parser at a time (each checked by JsonGuard first)
 def _ijson_backend() -> Any:
     try:
         return ijson.get_backend("yajl2_c")
@@ -29,23 +31,7 @@ def _ijson_backend() -> Any:
         return ijson
 
 
-class CountingReader:
-    """A binary file wrapper counting bytes read (for error positions and the progress bar)."""
-
-    def __init__(self, fh: IO[bytes], bar: tqdm | None = None) -> None:
-        self.fh = fh
-        self.pos = 0
-        self.bar = bar
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.fh.read(n)
-        self.pos += len(data)
-        if self.bar is not None:
-            self.bar.update(len(data))
-        return data
-
-
-def json_error(display: str, err: Exception, reader: CountingReader, opener: Callable[[], IO[bytes]],
+def json_error(display: str, err: Exception, reader: JsonGuard, opener: Callable[[], IO[bytes]],
                 size: int | None, after: int | None) -> ExportFormatError:
     """An ExportFormatError for invalid JSON, with a line/column when the file is small enough."""
     message = err.args[0] if err.args else str(err)
@@ -67,7 +53,7 @@ def json_error(display: str, err: Exception, reader: CountingReader, opener: Cal
     return ExportFormatError(f"{display}: invalid JSON at {where}{context}; parser: {message}")
 
 
-def scan_top_level(reader: CountingReader, display: str) -> tuple[Any, bool]:
+def scan_top_level(reader: JsonGuard, display: str) -> tuple[Any, bool]:
     """Read the top level up to ``media_items``: ``(info or None, media_items found)``.
 
     Checks that the document is an object and that ``media_items`` is a list; ``info`` is built
@@ -108,11 +94,12 @@ def _kind_of_event(event: str) -> str:
 
 
 def read_json_stream(opener: Callable[[], IO[bytes]], display: str, size: int | None, *,
-                        source_format: str, progress: bool) -> Part:
-    """Stream ``media_items.item`` with ijson; memory is bounded by the output tables."""
+                     source_format: str, progress: bool, limits: IngestLimits) -> Part:
+    """Stream ``media_items.item`` with ijson, every byte checked by :class:`JsonGuard` against ``limits``
+    first; memory is bounded by the output tables and one media item."""
     backend = _ijson_backend()
     with opener() as fh:
-        reader = CountingReader(fh)
+        reader = JsonGuard(fh, display, limits)
         try:
             info, found = scan_top_level(reader, display)
         except ijson.JSONError as err:
@@ -124,8 +111,8 @@ def read_json_stream(opener: Callable[[], IO[bytes]], display: str, size: int | 
     count = 0
     with opener() as fh, tqdm(total=size, unit="B", unit_scale=True, desc=f"read {Path(display).name}",
                               disable=not progress) as bar:
-        reader = CountingReader(fh, bar)
-        stream = backend.items(reader, "media_items.item", use_float=True)
+        reader = JsonGuard(fh, display, limits, on_read=bar.update)
+        stream = backend.items(reader, "media_items.item", use_float=True, buf_size=_READ_BYTES)
         while True:
             try:
                 item = next(stream)
@@ -133,6 +120,9 @@ def read_json_stream(opener: Callable[[], IO[bytes]], display: str, size: int | 
                 break
             except ijson.JSONError as err:
                 raise json_error(display, err, reader, opener, size, count - 1) from err
+            if count >= limits.max_items:
+                raise LimitExceededError(f"{display}: media_items[{count}]: more than {limits.max_items} media "
+                                         "items (limit ingest_vl.limits.max_items)")
             try:
                 items.add(item, f"{display}: media_items[{count}]")
             except RecursionError as err:
@@ -143,7 +133,8 @@ def read_json_stream(opener: Callable[[], IO[bytes]], display: str, size: int | 
     if info is None:  # info after media_items (or absent): one more pass, skipping in C
         with opener() as fh:
             try:
-                info = next(backend.items(CountingReader(fh), "info", use_float=True), None)
+                info = next(backend.items(JsonGuard(fh, display, limits), "info", use_float=True,
+                                          buf_size=_READ_BYTES), None)
             except ijson.JSONError:
                 info = None
     warnings = []
@@ -163,7 +154,7 @@ def detect(probe: Probe) -> bool:
         return True
     path = probe.path
     with path.open("rb") as fh:
-        reader = CountingReader(fh)
+        reader = JsonGuard(fh, str(path), probe.limits)
         try:
             _, found = scan_top_level(reader, str(path))
         except ijson.JSONError as err:
@@ -174,7 +165,7 @@ def detect(probe: Probe) -> bool:
 def read(probe: Probe, options: ReadOptions) -> Part:
     file = platform_file(probe)
     part = read_json_stream(lambda: file.open("rb"), str(file), file.stat().st_size,
-                            source_format="platform_json", progress=options.progress)
+                            source_format="platform_json", progress=options.progress, limits=options.limits)
     images = file.parent / "images"
     part.images_dir = images if images.is_dir() else None
     return part

@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vlclean.errors import ExportFormatError
 from vlclean.vl_ingest.items import MEDIA_HANDLED, PlatformItems
+from vlclean.vl_ingest.limits import IngestLimits, LimitExceededError
 from vlclean.vl_ingest.model import Part, ReadOptions, Reader
 from vlclean.vl_ingest.probe import Probe, platform_file
 from vlclean.vl_ingest.rows import check_unique_keys
@@ -38,15 +40,34 @@ def open_parquet(path: Path, display: str) -> pq.ParquetFile:
         raise ExportFormatError(f"{display}: not a readable parquet file ({err})") from err
 
 
-def iter_parquet_rows(pf: pq.ParquetFile, columns: list[str], display: str) -> Iterator[tuple[int, dict]]:
+def iter_parquet_rows(pf: pq.ParquetFile, columns: list[str], display: str,
+                      limits: IngestLimits) -> Iterator[tuple[int, dict]]:
+    """Rows as dicts, batch by batch; refuses more than ``max_items`` rows and top-level string values
+    longer than ``max_string_bytes`` (checked per batch in arrow, before the rows become Python objects)."""
+    if pf.metadata.num_rows > limits.max_items:
+        raise LimitExceededError(f"{display}: {pf.metadata.num_rows} rows, more than {limits.max_items} "
+                                 "(limit ingest_vl.limits.max_items)")
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=20_000, columns=columns):
+            _check_string_lengths(batch, display, row, limits.max_string_bytes)
             for rec in batch.to_pylist():
                 yield row, rec
                 row += 1
     except (pa.ArrowException, OSError) as err:
         raise ExportFormatError(f"{display}: cannot read row {row}: {err}") from err
+
+
+def _check_string_lengths(batch: pa.RecordBatch, display: str, first_row: int, limit: int) -> None:
+    for name, column in zip(batch.schema.names, batch.columns):
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) or not len(column):
+            continue
+        lengths = pc.binary_length(column)
+        longest = pc.max(lengths).as_py()
+        if longest is not None and longest > limit:
+            at = first_row + pc.index(lengths, longest).as_py()
+            raise LimitExceededError(f"{display}: row {at}.{name}: a string of {longest} bytes, longer than {limit} "
+                                     "(limit ingest_vl.limits.max_string_bytes)")
 
 
 def readable_columns(sch: pa.Schema) -> tuple[list[str], list[str]]:
@@ -95,7 +116,7 @@ def _json_object(text: str, where: str) -> dict:
     return value
 
 
-def read_parquet_file(path: Path, *, display: str | None = None) -> Part:
+def read_parquet_file(path: Path, *, display: str | None = None, limits: IngestLimits | None = None) -> Part:
     """``metadata.parquet``: rows reshaped into platform media items (see module doc)."""
     display = display or str(path)
     pf = open_parquet(path, display)
@@ -115,7 +136,7 @@ def read_parquet_file(path: Path, *, display: str | None = None) -> Part:
     if flat:
         known |= {cols[c] for c in _PQ_FLAT_ISSUE if c in cols}
     items = PlatformItems("platform_parquet", display)
-    for row, rec in iter_parquet_rows(pf, keep, display):
+    for row, rec in iter_parquet_rows(pf, keep, display, limits or IngestLimits()):
         where = f"{display}: row {row}"
         fname = rec[file_col]
         if not isinstance(fname, str) or not fname:
@@ -195,7 +216,7 @@ def detect(probe: Probe) -> bool:
 
 def read(probe: Probe, options: ReadOptions) -> Part:
     file = platform_file(probe)
-    part = read_parquet_file(file)
+    part = read_parquet_file(file, limits=options.limits)
     images = file.parent / "images"
     part.images_dir = images if images.is_dir() else None
     return part

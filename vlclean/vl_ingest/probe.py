@@ -14,7 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vlclean.errors import ExportFormatError
+from vlclean.errors import ExportFormatError, UnsafePathError
+from vlclean.vl_ingest.limits import IngestLimits
 
 PLATFORM_FILES: tuple[str, ...] = ("metadata.json", "metadata.parquet")
 KINDS: dict[str, str] = {"dir": "folder", "zip": "ZIP", "parquet": "parquet", "json": "JSON", "csv": "CSV"}
@@ -28,13 +29,14 @@ class Probe:
     path: Path
     kind: str = ""
     head: bytes = b""
-    _cache: dict = field(default_factory=dict, repr=False)
+    limits: IngestLimits = field(default_factory=IngestLimits)
 
     @classmethod
-    def of(cls, path: str | Path) -> Probe:
+    def of(cls, path: str | Path, limits: IngestLimits | None = None) -> Probe:
         path = Path(path)
+        limits = limits or IngestLimits()
         if path.is_dir():
-            return cls(path, "dir")
+            return cls(path, "dir", limits=limits)
         if not path.is_file():
             raise ExportFormatError(f"{path}: no such file or folder")
         try:
@@ -55,7 +57,7 @@ class Probe:
             raise ExportFormatError(
                 f"{path}: not a Visual Layer export: looked for a ZIP, metadata.json / JSON with info+media_items, "
                 "parquet (platform or Hub enriched), a vl-datasets CSV or a fastdup folder")
-        return cls(path, kind, head)
+        return cls(path, kind, head, limits)
 
     @cached_property
     def platform_file(self) -> Path | None:
@@ -92,4 +94,12 @@ def platform_file(probe: Probe) -> Path:
     file = probe.platform_file if probe.kind != "dir" else platform_in_dir(probe.path)
     if file is None:
         raise ExportFormatError(f"{probe.path}: metadata.json / metadata.parquet disappeared while reading")
-    return file
+    return inside(probe.path, file) if probe.kind == "dir" else file
+
+
+def inside(folder: Path, path: Path) -> Path:
+    """``path`` when it resolves inside ``folder``; a symlink out of an unzipped export is refused."""
+    if folder.resolve() not in path.resolve().parents:
+        raise UnsafePathError(f"{path}: a symlink out of the export folder {folder} (to {path.resolve()}); "
+                              "files of an export are read only from inside it")
+    return path

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vlclean.errors import ExportFormatError
 from vlclean.vl_ingest import fastdup, hub_enriched, platform_json, platform_parquet, platform_zip, vl_datasets_csv
+from vlclean.vl_ingest.limits import IngestLimits
 from vlclean.vl_ingest.model import Part, ReadOptions, Reader
 from vlclean.vl_ingest.probe import KINDS, Probe
 
@@ -26,9 +27,9 @@ FORMATS: tuple[str, ...] = tuple(r.name for r in READERS)
 _BY_NAME = {r.name: r for r in READERS}
 
 
-def detect(path: str | Path) -> tuple[Probe, Reader]:
+def detect(path: str | Path, limits: IngestLimits | None = None) -> tuple[Probe, Reader]:
     """The probed path and the reader of its format; raises :class:`ExportFormatError` when none reads it."""
-    probe = Probe.of(path)
+    probe = Probe.of(path, limits)
     candidates = [r for r in READERS if probe.kind in r.kinds]
     for reader in candidates:
         if reader.detect(probe):
@@ -50,7 +51,7 @@ def detect_format(path: str | Path) -> str:
 
 
 def read_one(path: str | Path, options: ReadOptions) -> Part:
-    probe, reader = detect(path)
+    probe, reader = detect(path, options.limits)
     return reader.read(probe, options)
 
 

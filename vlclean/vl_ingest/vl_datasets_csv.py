@@ -12,6 +12,7 @@ import pandas as pd
 
 from vlclean.errors import ExportFormatError
 from vlclean.vl_ingest.items import PlatformItems
+from vlclean.vl_ingest.limits import IngestLimits
 from vlclean.vl_ingest.model import Part, Reader
 from vlclean.vl_ingest.probe import Probe
 from vlclean.vl_ingest.rows import Builder
@@ -19,10 +20,10 @@ from vlclean.vl_ingest.validate import (
     EMPTY_EXTRA, NAN, as_number, check_export_path, csv_columns, dumps_extra, read_csv_text,
 )
 
-def read_vl_datasets_csv(path: Path) -> Part:
+def read_vl_datasets_csv(path: Path, limits: IngestLimits) -> Part:
     """``*_issue_file_list.csv``: one media row per filename, one issue row per CSV row (see module doc)."""
     display = str(path)
-    frame = read_csv_text(path)
+    frame = read_csv_text(path, limits)
     cols = csv_columns(frame)
     if {"reason", "count"} <= set(cols) and "filename" not in cols:
         return _read_vl_issue_counts(frame, display)
@@ -80,4 +81,4 @@ def detect(probe: Probe) -> bool:
 
 READER = Reader("vl_datasets_csv", ("csv",),
                 {"csv": "columns filename, reason (vl-datasets issue list) or reason, count (issue counts)"},
-                detect, lambda probe, options: read_vl_datasets_csv(probe.path))
+                detect, lambda probe, options: read_vl_datasets_csv(probe.path, options.limits))
