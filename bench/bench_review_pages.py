@@ -1,10 +1,11 @@
 """Benchmark of the review site at scale: N flagged images -> pages of at most 1,000 images / 16 MB + an index.
 
-Each run is a fresh child process (its own peak RSS): the site is written through the stage's own path
-(``tag_manifest.write_review``: every image made a safe thumbnail, spooled to a temporary file, pages
-rendered one at a time) from N synthetic flagged items over 1,000 classes, some in duplicate groups, with
-64-px JPEGs (smooth random pictures, 400 distinct ones reused). The baseline, in another child, is the
-old single page (``render_review_page`` with every thumbnail in memory) for min(N, 20,000) items.
+Each run is a fresh child process (its own peak RSS): the site is written as the stage writes it
+(thumbnails spooled to a temporary file, ``write_review_site`` rendering one page at a time) from N
+synthetic flagged items over 1,000 classes, some in duplicate groups, with safe thumbnails of 64-px JPEGs
+(smooth random pictures; 400 distinct ones made once and reused, so Pillow's time is left out). The
+baseline, in another child, is the old single page (``render_review_page`` with every thumbnail in
+memory) for min(N, 20,000) items.
 
 Usage: ``python bench/bench_review_pages.py [--images 100000] [--quick]``.
 Prints sizes, seconds and peak RSS of both, and the ratios; exits 1 when a page reaches 20 MB.
@@ -67,38 +68,42 @@ def _manifest(n: int, rng: np.random.Generator):
         "image_id": [f"i{k:07d}" for k in range(n)], "review_name": [f"n{c:08d}_{k}.JPEG" for k, c in enumerate(cls)],
         "split": "train", "class_name": [f"class name {c}" for c in cls], "issues": issues,
         "tags": "mislabeled", "action": np.array(["drop", "review", "relabel", "keep"])[np.arange(n) % 4],
-        "reasons": "rule mislabel >= 0.9 | duplicate of group", "new_label": np.where(np.arange(n) % 4 == 2, "class name 1", ""),
+        "reasons": "rule mislabel >= 0.9 | duplicate of group",
+        "new_label": np.where(np.arange(n) % 4 == 2, "class name 1", ""),
         "duplicate_group": np.where(group == "", "", "g" + group),
     })
 
 
 def child(kind: str, n: int, out: Path) -> None:
     from vlclean import tag_manifest
-    from vlclean.review import render_review_page, safe_thumbnail, write_review_page
-    from vlclean.tagging import TagDef
+    from vlclean.review import ThumbnailSpool, render_review_page, safe_thumbnail, write_review_page, write_review_site
 
     rng = np.random.default_rng(0)
-    jpegs = _jpegs(rng)
+    thumbs = [safe_thumbnail(b) for b in _jpegs(rng)]  # made once: the bench measures pages, not Pillow
     manifest = _manifest(n, rng)
-    taxonomy = {"mislabeled": TagDef("The label is wrong", "drop"), "duplicate": TagDef("A copy", "drop")}
+    items = tag_manifest.review_items(manifest)
+    taxonomy = {"mislabeled": "The label is wrong", "duplicate": "A copy"}
     classes = [f"class name {c}" for c in range(1000)]
-    images = ((i, jpegs[k % DISTINCT]) for k, i in enumerate(manifest["image_id"]))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        if kind == "site":
-            pages = tag_manifest.write_review(Path(tmp) / "site", manifest, images, taxonomy, classes, "bench")
+        if kind == "site":  # the stage's path: thumbnails spooled to disk, pages rendered one at a time
+            spool = ThumbnailSpool(tmp)
+            for k, image_id in enumerate(items["image_id"]):
+                spool.add(image_id, thumbs[k % DISTINCT])
+            pages = write_review_site(Path(tmp) / "site", items, thumbnails=spool.get, taxonomy=taxonomy,
+                                      class_names=classes, title="bench")
+            spool.close()
             sizes = [p.bytes for p in pages]
             index = (Path(tmp) / "site" / "index.html").stat().st_size
-        else:
-            thumbs = {i: safe_thumbnail(b) for i, b in images}
-            items = tag_manifest.review_items(manifest)
-            text = render_review_page(items, thumbnails=thumbs, taxonomy={k: v.description for k, v in taxonomy.items()},
-                                      class_names=classes, title="bench")
+        else:  # the old path: one page, every thumbnail in memory
+            by_id = {i: thumbs[k % DISTINCT] for k, i in enumerate(items["image_id"])}
+            text = render_review_page(items, thumbnails=by_id, taxonomy=taxonomy, class_names=classes, title="bench")
             write_review_page(Path(tmp) / "review.html", text)
             sizes, index = [len(text.encode("utf-8"))], 0
         seconds = time.perf_counter() - start
-    out.write_text(json.dumps({"images": n, "pages": len(sizes), "max_page_bytes": max(sizes), "total_bytes": sum(sizes),
-                               "index_bytes": index, "seconds": seconds, "peak_rss_gb": peak_rss_gb()}))
+    out.write_text(json.dumps({"images": n, "pages": len(sizes), "max_page_bytes": max(sizes),
+                               "total_bytes": sum(sizes), "index_bytes": index, "seconds": seconds,
+                               "peak_rss_gb": peak_rss_gb()}))
 
 
 def run_child(kind: str, n: int) -> dict:
@@ -116,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     site = run_child("site", args.images)
     base = run_child("single", min(args.images, args.baseline_images))
     mb = 2**20
-    print(f"site:     {site['images']:,} images -> {site['pages']} pages, largest {site['max_page_bytes'] / mb:.1f} MB, "
+    print(f"site:     {site['images']:,} images -> {site['pages']} pages, "
+          f"largest {site['max_page_bytes'] / mb:.1f} MB, "
           f"total {site['total_bytes'] / mb:.0f} MB (+ index {site['index_bytes'] / 1024:.0f} kB), "
           f"{site['seconds']:.0f} s, peak RSS {site['peak_rss_gb']:.2f} GB")
     print(f"baseline: {base['images']:,} images -> one page of {base['max_page_bytes'] / mb:.0f} MB, "

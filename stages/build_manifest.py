@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         params = from_dict(ManifestParams, read_params_file(args.params).get("build_manifest"), "build_manifest")
         raw = RawDataset.open(args.raw)
         tagged = read_csv(args.tagged, columns=schema.TAGGED_MANIFEST)
-        leaks = read_csv(args.leaks)
+        leaks = read_csv(args.leaks, columns=schema.LEAKS_REPORT)
         cleaned = build_cleaned_manifest(raw.index(), raw.classes(), tagged, leaks, params)
         write_csv(args.output, cleaned)
         summary, table = cleaning_summary(cleaned, base.dataset)

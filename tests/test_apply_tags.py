@@ -4,6 +4,7 @@ review page round trip in a real browser, and bad exports failing clearly."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -146,3 +147,33 @@ def test_review_page_round_trip_in_a_browser(builtin_tagged: Path, tmp_path: Pat
         assert after.loc[row.file_name, "reasons"].startswith("review: tester=")
     changed = [f for f in reviews["file_name"] if before.loc[f, "action"] != after.loc[f, "action"]]
     assert changed, "feeding the reviews back must change the manifest"
+
+
+def test_standalone_outputs_stay_where_the_user_pointed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--output x.html --generate_html`` keeps the CSV (the site goes to x_review/); ``--dataset ../..``
+    is refused before anything is written; a ZIP whose members clash as file and folder fails cleanly."""
+    export = write_platform_json(tmp_path / "metadata.json", [platform_item("a.png", issues=[("blur", 0.9)])])
+    params = write_params(tmp_path / "params.yaml")
+    out = tmp_path / "x.html"
+    assert apply_tags.main(["--params", str(params), "--vl_export", str(export), "--dataset", "d", "--output",
+                            str(out), "--generate_html"]) == 0
+    assert pd.read_csv(out)["file_name"].tolist() == ["a.png"]
+    assert (tmp_path / "x_review" / "index.html").exists()
+    work = tmp_path / "work"
+    (work / "data" / "manifests").mkdir(parents=True)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        code = apply_tags.main(["--params", str(params), "--vl_export", str(export), "--dataset", "../..",
+                                "--generate_html"])
+    finally:
+        os.chdir(cwd)
+    assert code == 2 and "dataset name '../..'" in capsys.readouterr().err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    clash = write_platform_zip(tmp_path / "clash.zip", [platform_item("a.png")],
+                               extra_members={"images/a.png": b"x", "images/a.png/b.png": b"y"})
+    assert apply_tags.main(["--params", str(params), "--vl_export", str(clash), "--dataset", "d", "--output",
+                            str(tmp_path / "c.csv"), "--generate_html"]) == 2
+    assert "is a file and also the folder" in capsys.readouterr().err
+    assert not (tmp_path / "c.csv").exists()

@@ -79,7 +79,8 @@ def test_deep_nesting_is_refused_at_the_limit_in_linear_time(tmp_path: Path):
         path = tmp_path / f"deep{depth}.json"
         path.write_bytes(_document(_ok_item() + b', {"file_name": "b.png", "x": ' + b"[" * depth + b"]" * depth
                                    + b"}"))
-        err, seconds, mb = measure(f"{path.stat().st_size // 1000} kB JSON nested {depth} deep", lambda: read_export(path))
+        case = f"{path.stat().st_size // 1000} kB JSON nested {depth} deep"
+        err, seconds, mb = measure(case, lambda: read_export(path))
         assert isinstance(err, LimitExceededError), err
         assert str(path) in str(err) and "media_items[1]" in str(err) and "max_depth" in str(err)
         assert seconds < 5 and mb < 200
@@ -136,8 +137,8 @@ def test_zip_bombs_among_images_are_refused_before_anything_is_written(tmp_path:
     many = tmp_path / "many.zip"
     write_platform_zip(many, items, images={n: png_bytes(i, size=256) for i, n in enumerate(names)})
     small = IngestLimits(max_extract_bytes=300_000)
-    err, seconds, mb = measure("images over max_extract_bytes", lambda: extract_images(read_export(many), tmp_path / "o2",
-                                                                                      limits=small))
+    err, seconds, mb = measure("images over max_extract_bytes",
+                               lambda: extract_images(read_export(many), tmp_path / "o2", limits=small))
     assert isinstance(err, LimitExceededError) and "max_extract_bytes" in str(err)
     assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").rglob("*"))
 

@@ -374,8 +374,8 @@ def test_site_pages_stay_under_their_bounds_keep_groups_whole_and_are_indexed(tm
         seen += ids
         for group in set(re.findall(r'data-group="(g\d+)"', text)):  # a duplicate group never straddles pages
             assert text.count(f'data-group="{group}"') == 1
-            assert re.search(rf'data-group="{group}"><h2>Duplicate group <span class="gname">{group}</span> · 5 images</h2>',
-                             text)
+            assert re.search(rf'data-group="{group}"><h2>Duplicate group <span class="gname">{group}</span> '
+                             r'· 5 images</h2>', text)
         assert f'download="reviews-page-{page.number:04d}.csv"' in text
     assert sorted(seen) == sorted(items["file_name"])  # every image exactly once
     index = (site / "index.html").read_text(encoding="utf-8")
