@@ -1,8 +1,10 @@
-"""Manual review: a static HTML page for doubtful images, and the reviews CSV people export from it.
+"""Manual review: static HTML pages for doubtful images, and the reviews CSV people export from them.
 
 The ``apply_tags`` stage decides an action per image from rules; the images it is unsure about are
-shown to people in one self-contained HTML page (:func:`render_review_page`, written with
-:func:`write_review_page`). Reviewers tag and decide with the keyboard and export their decisions as a
+shown to people in self-contained HTML pages: :func:`write_review_site` writes pages of at most
+:data:`MAX_PAGE_ITEMS` images and :data:`MAX_PAGE_BYTES` bytes and an ``index.html`` (one page alone:
+:func:`render_review_page`). The HTML, CSS and JavaScript are package files (``vlclean/templates/``)
+rendered with Jinja2. Reviewers tag and decide with the keyboard and export their decisions as a
 *reviews CSV*, which the stage reads back with :func:`read_reviews_csv`.
 
 Reviews CSV (UTF-8, RFC 4180, CRLF line ends), one row per reviewed image, exactly these columns:
@@ -16,11 +18,15 @@ reviewer    the name typed in the page (never empty)
 note        free text (may hold commas, quotes, newlines)
 ==========  ==========================================================================
 
+A cell a spreadsheet would run as a formula gets a leading apostrophe (:mod:`vlclean.csvio`'s rule,
+applied by the page's script); :func:`read_reviews_csv` takes it off again.
+
 Security: everything in ``items``, the taxonomy and the class names is treated as untrusted. It is
-HTML-escaped where Python writes it, embedded for the script as JSON with ``<``, ``>``, ``&`` and
+HTML-escaped by the template (autoescape), embedded for the script as JSON with ``<``, ``>``, ``&`` and
 U+2028/U+2029 escaped, and the script writes it only through ``textContent`` / ``value`` /
-``setAttribute``. A Content-Security-Policy allows no network at all, and inline script and style
-only by their SHA-256 hashes, so markup that slipped through could not run anyway.
+``setAttribute``; bidirectional control characters are shown as visible marks. A
+Content-Security-Policy allows no network at all, and inline script and style only by their SHA-256
+hashes (computed from the package files), so markup that slipped through could not run anyway.
 """
 
 from __future__ import annotations
