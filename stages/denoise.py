@@ -1,16 +1,19 @@
-"""denoise: clean the (noisy) train labels: none, a simulated cleaner (oracle), cleanlab, or a VL export.
+"""denoise: clean the (noisy) train labels by one arm: none, oracle (simulated), cleanlab, analyzer, or a VL export.
 
 Inputs:  ``--noisy`` (data/noise/train_labels.csv with the truth of every flip), ``--raw``, ``--features``,
-         ``--vl_issues`` (ingested VL issues, for method vl_export), params ``base``, ``denoise``.
+         params ``base``, ``denoise`` (and, for the analyzer arm, ``analyze`` and ``apply_tags``);
+         ``denoise.vl_export``: a Visual Layer export of the noisy dataset (arm vl_export).
 Outputs: ``--output`` (data/denoise/train_labels.csv: image_id, label: what train uses),
-         ``--metrics`` (precision, recall and F1 of the detection against the actual flips).
+         ``--metrics`` (precision, recall and F1 of the detection against the actual flips, the recall
+         the arm was asked for where it has one, and what it kept, dropped and relabelled).
+See vlclean/denoise.py for the arms.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -19,40 +22,65 @@ import pandas as pd
 from vlclean import cli
 from vlclean.config import check_range, from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
-from vlclean.errors import ParamsError
+from vlclean.denoise import (best_other_class, detection_metrics, oracle_denoise, predicted_denoise,
+                             vl_export_flags)
 from vlclean.encode import feature_matrix
-from vlclean.noise import detection_metrics, oracle_denoise, predicted_denoise
+from vlclean.errors import ParamsError
+from vlclean.noise import margins, neighbours
 from vlclean.storage import read_csv, write_csv, write_json
 from vlclean.vl_export import MislabelParams, find_mislabels, out_of_sample_probs
 
 
 @dataclass(frozen=True)
 class DenoiseParams:
-    method: Literal["none", "oracle", "cleanlab", "vl_export"] = "none"
+    method: Literal["none", "oracle", "cleanlab", "analyzer", "vl_export"] = "none"
     action: Literal["drop", "relabel"] = "drop"
     recall: float = 0.8  # oracle: share of flipped labels caught
     false_positive_rate: float = 0.02  # oracle: share of clean labels wrongly caught
-    features: Literal["embedding", "pixels"] = "pixels"  # cleanlab's classifier input
+    miss: Literal["uniform", "hardest"] = "uniform"  # oracle: which flips it misses / which clean ones it flags
+    relabel_accuracy: float = 1.0  # oracle relabel: share of caught flips given their true class
+    features: Literal["embedding", "pixels"] = "pixels"  # cleanlab's classifier input; oracle's margins
     pixels_side: int = 8
+    k: int = 50  # oracle: neighbours for the margins (miss: hardest)
     classifier: Literal["svm", "knn", "logistic"] = "svm"
     C: float = 3.0
     folds: int = 5
+    vl_export: str = ""  # vl_export: path of a VL export made of the noisy dataset
     vl_min_confidence: float = 0.5  # vl_export: mislabel issues at or above this confidence
     seed: int | None = None
 
     def validate(self, prefix: str) -> None:
         check_range(prefix, "recall", self.recall, 0.0, 1.0)
         check_range(prefix, "false_positive_rate", self.false_positive_rate, 0.0, 1.0)
+        check_range(prefix, "relabel_accuracy", self.relabel_accuracy, 0.0, 1.0)
         check_range(prefix, "folds", self.folds, 2, 20)
+        check_range(prefix, "k", self.k, 2, 1000)
         check_range(prefix, "vl_min_confidence", self.vl_min_confidence, 0.0, 1.0)
         check_range(prefix, "pixels_side", self.pixels_side, 4, 64)
         if self.C <= 0:
             raise ParamsError(f"params key '{prefix}.C': {self.C} must be > 0")
+        if self.method == "vl_export" and not self.vl_export:
+            raise ParamsError(f"params key '{prefix}.vl_export' is required when method is 'vl_export': the path of a "
+                              "Visual Layer export of the noisy dataset (README, 'Cleaning arms')")
+
+
+def analyzer_setup(params_file: str) -> tuple[str, int, MislabelParams, float]:
+    """What analyze + apply_tags use to call a label wrong: label features, thumbnail side, classifier,
+    and the active rule set's confidence threshold for the ``mislabeled`` tag (0 when it has none)."""
+    from stages.analyze import AnalyzeParams
+    from stages.apply_tags import ApplyTagsParams
+
+    data = read_params_file(params_file)
+    a = from_dict(AnalyzeParams, data.get("analyze"), "analyze")
+    t = from_dict(ApplyTagsParams, data.get("apply_tags"), "apply_tags")
+    rule = next((r for r in t.rules if r.tag == "mislabeled" and r.issue and "mislabel" in r.issue), None)
+    threshold = rule.min_confidence if rule is not None and rule.min_confidence is not None else 0.0
+    return a.label_features, a.label_pixels_side, a.detect.mislabels, threshold
 
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.parser(__doc__)
-    for flag in ("noisy", "raw", "features", "vl_issues", "output", "metrics"):
+    for flag in ("noisy", "raw", "features", "output", "metrics"):
         p.add_argument(f"--{flag}", required=True)
 
     def body(args: argparse.Namespace) -> int:
@@ -63,34 +91,55 @@ def main(argv: list[str] | None = None) -> int:
         true = noisy_frame["true_label"].to_numpy(dtype=np.int64)
         noisy = noisy_frame["label"].to_numpy(dtype=np.int64)
         rng = np.random.default_rng((params.seed if params.seed is not None else base.seed) + 1)
+        raw = RawDataset.open(args.raw)
+        classes = raw.classes().sort_values("label")
+        n_classes = len(classes)
+        extra: dict = {}
         if params.method == "none":
-            keep, labels, flagged = np.ones(len(ids), bool), noisy, np.zeros(len(ids), bool)
+            r = predicted_denoise(np.zeros(len(ids), bool), noisy, None, action="drop")
         elif params.method == "oracle":
+            hardness = other = other_than_true = None
+            if params.miss == "hardest" or params.action == "relabel":
+                x = feature_matrix(raw, args.features, ids, kind=params.features, side=params.pixels_side)
+                hardness = margins(true, neighbours(x, params.k)) if params.miss == "hardest" else None
+                other = best_other_class(x, noisy, n_classes)
+                other_than_true = best_other_class(x, noisy, n_classes, exclude=true)
             r = oracle_denoise(true, noisy, recall=params.recall, false_positive_rate=params.false_positive_rate,
-                               action=params.action, rng=rng)
-            keep, labels, flagged = r.keep, r.labels, r.flagged
-        elif params.method == "cleanlab":
-            raw = RawDataset.open(args.raw)
-            x = feature_matrix(raw, args.features, ids, kind=params.features, side=params.pixels_side)
-            mp = MislabelParams(classifier=params.classifier, C=params.C, folds=params.folds)
-            probs = out_of_sample_probs(x, noisy, len(raw.classes()), mp, base.seed)
-            flag, _ = find_mislabels(probs, noisy, mp)
-            r = predicted_denoise(flag, noisy, probs.argmax(axis=1), action=params.action)
-            keep, labels, flagged = r.keep, r.labels, r.flagged
+                               action=params.action, rng=rng, miss=params.miss, relabel_accuracy=params.relabel_accuracy,
+                               hardness=hardness, best_other=other, best_other_than_true=other_than_true)
+            extra = {"recall_asked": params.recall, "false_positive_rate_asked": params.false_positive_rate,
+                     "miss": params.miss}
+        elif params.method in ("cleanlab", "analyzer"):
+            if params.method == "cleanlab":
+                kind, side, mp, threshold = params.features, params.pixels_side, MislabelParams(
+                    classifier=params.classifier, C=params.C, folds=params.folds), 0.0
+            else:
+                kind, side, mp, threshold = analyzer_setup(args.params)
+                extra = {"analyzer": {"label_features": kind, **dataclasses.asdict(mp), "min_confidence": threshold}}
+            x = feature_matrix(raw, args.features, ids, kind=kind, side=side)
+            probs = out_of_sample_probs(x, noisy, n_classes, mp, base.seed)
+            flag, confidence = find_mislabels(probs, noisy, mp)
+            r = predicted_denoise(flag & (confidence >= threshold), noisy, probs.argmax(axis=1), action=params.action)
         else:
-            issues = pd.read_parquet(Path(args.vl_issues))
-            hit = issues[(issues["issue_type"] == "mislabel") & (issues["confidence"].fillna(0) >= params.vl_min_confidence)]
-            flag = np.isin(ids, hit["image_id"].to_numpy())
-            r = predicted_denoise(flag, noisy, None, action="drop")
-            keep, labels, flagged = r.keep, r.labels, r.flagged
-        write_csv(args.output, pd.DataFrame({"image_id": ids[keep], "label": labels[keep]}))
+            from vlclean.vl_ingest import match_to_index, read_export
+
+            export = match_to_index(read_export(params.vl_export), raw.index())
+            flag, suggested, extra = vl_export_flags(export.media, export.issues, ids, noisy, classes,
+                                                     min_confidence=params.vl_min_confidence,
+                                                     where=f"denoise.vl_export {params.vl_export}")
+            r = predicted_denoise(flag, noisy, suggested, action=params.action)
+        write_csv(args.output, pd.DataFrame({"image_id": ids[r.keep], "label": r.labels[r.keep]}))
+        relabelled = r.keep & (r.labels != noisy)
         metrics = {"method": params.method, "action": params.action, "train_images_in": len(ids),
-                   "train_images_out": int(keep.sum()), "flagged": int(flagged.sum()),
-                   "remaining_wrong_labels": int((labels[keep] != true[keep]).sum()),
-                   "detection": detection_metrics(flagged, true, noisy, ids)}
+                   "train_images_out": int(r.keep.sum()), "flagged": int(r.flagged.sum()),
+                   "relabelled": int(relabelled.sum()),
+                   "relabelled_to_true_class": int((relabelled & (r.labels == true)).sum()),
+                   "remaining_wrong_labels": int((r.labels[r.keep] != true[r.keep]).sum()),
+                   "detection": detection_metrics(r.flagged, true, noisy, ids), **extra}
         write_json(args.metrics, metrics)
-        print(f"denoise ({params.method}): kept {metrics['train_images_out']} of {len(ids)}; "
-              f"detection {metrics['detection']}")
+        d = metrics["detection"]
+        print(f"denoise ({params.method}): kept {metrics['train_images_out']} of {len(ids)}; detection precision "
+              f"{d['precision']}, recall {d['recall']}, F1 {d['f1']} against {d['actual']} flips")
         return 0
 
     return cli.run(body, p, argv)

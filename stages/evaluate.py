@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-import pandas as pd
 
 from vlclean import cli
 from vlclean.config import check_range, from_dict, read_params_file
 from vlclean.datasets import RawDataset
 from vlclean.devices import resolve_device
 from vlclean.errors import DatasetError
-from vlclean.reporting import bar_plot, save_figure
+from vlclean.reporting import bar_plot, confusion_heatmap
 from vlclean.storage import write_csv, write_json
 from vlclean.training import Device, Loader, evaluation_report, load_model, open_images, predict, read_label_file
 
@@ -41,33 +39,6 @@ class EvaluateParams:
         check_range(prefix, "batch_size", self.batch_size, 1, 65_536)
         check_range(prefix, "workers", self.workers, 0, 256)
         check_range(prefix, "cache_max_mb", self.cache_max_mb, 0)
-
-
-def confusion_heatmap(confusion: pd.DataFrame, class_names: list[str], png_path: Path, title: str) -> None:
-    """A counts heatmap of actual (rows) x predicted (columns), annotated when the classes are few."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    table = pd.crosstab(pd.Categorical(confusion["actual"], class_names),
-                        pd.Categorical(confusion["predicted"], class_names), dropna=False).to_numpy()
-    side = min(24.0, max(5.0, 0.45 * len(class_names)))
-    fig, ax = plt.subplots(figsize=(side + 1.5, side))
-    im = ax.imshow(table, cmap="Blues")
-    if len(class_names) <= 30:
-        ax.set_xticks(range(len(class_names)), class_names, rotation=90)
-        ax.set_yticks(range(len(class_names)), class_names)
-        for (i, j), v in np.ndenumerate(table):
-            if v:
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
-                        color="white" if v > table.max() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    save_figure(fig, png_path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,8 @@ from tests.conftest import write_params
 from vlclean.config import from_dict
 from vlclean.datasets import RawDataset
 from vlclean.errors import ParamsError
-from vlclean.noise import confusion_share, inject_noise, oracle_denoise
+from vlclean.denoise import oracle_denoise
+from vlclean.noise import NoiseSpec, confusion_share, inject_noise
 
 
 @pytest.fixture(scope="session")
@@ -75,28 +76,98 @@ def test_intelligent_noise_targets_look_alike_classes(builtin_manifest: Path, tm
     assert share(smart) > 1.5 * share(rnd)  # flips concentrate on the most confusable class
 
 
-@pytest.mark.parametrize("method", ["oracle", "cleanlab"])
+def run_denoise(root: Path, tmp: Path, **denoise_params: object) -> dict:
+    params = write_params(tmp / "params.yaml", {"noise": {"rate": 0.2}, "denoise": denoise_params})
+    assert denoise.main(["--params", str(params), "--raw", str(root / "raw"), "--features", str(root / "features"),
+                         "--noisy", str(tmp / "noisy.csv"), "--output", str(tmp / "clean.csv"),
+                         "--metrics", str(tmp / "d.json")]) == 0
+    return json.loads((tmp / "d.json").read_text())
+
+
+def test_noise_stage_writes_the_transition_matrix_and_margins(builtin_manifest: Path, tmp_path: Path) -> None:
+    params = write_params(tmp_path / "params.yaml", {"noise": {"rate": 0.2, "kind": "border"}})
+    assert noise.main(["--params", str(params), "--raw", str(builtin_manifest / "raw"), "--features",
+                       str(builtin_manifest / "features"), "--train_labels", str(builtin_manifest / "manifest" / "train.csv"),
+                       "--output", str(tmp_path / "noisy.csv"), "--metrics", str(tmp_path / "noise.json"),
+                       "--plots", str(tmp_path / "plots")]) == 0
+    noisy = pd.read_csv(tmp_path / "noisy.csv")
+    assert list(noisy.columns) == ["image_id", "label", "true_label", "flipped"]
+    m = json.loads((tmp_path / "noise.json").read_text())
+    assert m["kind"] == "border" and m["flipped"] == int(noisy["flipped"].sum()) == int(0.2 * len(noisy))
+    assert m["flipped_margin_percentile_mean"] < 20
+    assert len(m["largest_off_diagonal_share"]) == 10
+    transition = pd.read_csv(tmp_path / "plots" / "transition.csv")
+    names = RawDataset.open(builtin_manifest / "raw").classes()["class_name"]
+    assert len(transition) == len(noisy) and (transition["true"] != transition["noisy"]).sum() == m["flipped"]
+    assert set(transition["true"]) <= set(names)
+    assert (tmp_path / "plots" / "transition.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("method", ["oracle", "cleanlab", "analyzer"])
 def test_denoise_reports_detection_against_the_flips(builtin_manifest: Path, tmp_path: Path, method: str) -> None:
     run_noise(builtin_manifest, tmp_path, rate=0.2, kind="random")
-    params = write_params(tmp_path / "params.yaml", {"noise": {"rate": 0.2}, "denoise": {"method": method}})
-    assert denoise.main(["--params", str(params), "--raw", str(builtin_manifest / "raw"), "--features",
-                         str(builtin_manifest / "features"), "--noisy", str(tmp_path / "noisy.csv"), "--vl_issues",
-                         str(builtin_manifest / "ingested" / "issues.parquet"), "--output", str(tmp_path / "clean.csv"),
-                         "--metrics", str(tmp_path / "d.json")]) == 0
-    m = json.loads((tmp_path / "d.json").read_text())
+    m = run_denoise(builtin_manifest, tmp_path, method=method)
     det = m["detection"]
     if method == "oracle":
-        assert abs(det["recall"] - 0.8) < 0.01
+        assert abs(det["recall"] - 0.8) < 0.01 and m["recall_asked"] == 0.8
     else:
         assert det["recall"] >= 0.6 and det["precision"] >= 0.6, det  # real detection on 20 % random noise
     out = pd.read_csv(tmp_path / "clean.csv")
     assert len(out) == m["train_images_out"] < m["train_images_in"]
 
 
+def test_oracle_hardest_misses_the_smallest_margin_flips(builtin_manifest: Path, tmp_path: Path) -> None:
+    run_noise(builtin_manifest, tmp_path, rate=0.2, kind="random")
+    m = run_denoise(builtin_manifest, tmp_path, method="oracle", miss="hardest", recall=0.5, action="relabel",
+                    relabel_accuracy=0.6)
+    assert abs(m["detection"]["recall"] - 0.5) < 0.01
+    assert m["relabelled_to_true_class"] == round(0.6 * m["detection"]["tp"])
+    assert m["train_images_out"] == m["train_images_in"]  # relabel keeps every image
+
+
+def test_oracle_hardest_picks_by_margin() -> None:
+    true = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    noisy = np.array([1, 1, 0, 0, 0, 0, 1, 1])  # flips at 0, 1, 4, 5
+    hardness = np.array([0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.05, 0.6])
+    r = oracle_denoise(true, noisy, recall=0.5, false_positive_rate=0.25, action="drop",
+                       rng=np.random.default_rng(0), miss="hardest", hardness=hardness)
+    assert sorted(np.flatnonzero(r.flagged)) == [1, 5, 6]  # the two easiest flips, the hardest clean image
+
+
+def test_vl_export_arm_reads_an_export_of_the_noisy_dataset(builtin_manifest: Path, tmp_path: Path) -> None:
+    """The README's route: export the noisy train set as an ImageFolder, have it analysed (here by our
+    local stand-in for Visual Layer, analyze --images_dir), and clean with that export."""
+    from stages import analyze, export_images
+
+    root = builtin_manifest
+    run_noise(root, tmp_path, rate=0.2, kind="random")
+    assert export_images.main(["--raw", str(root / "raw"), "--out", str(tmp_path / "tree"), "--labels",
+                               str(tmp_path / "noisy.csv"), "--splits", "train"]) == 0
+    params = write_params(tmp_path / "p_an.yaml", {"analyze": {"label_features": "pixels", "embedding": {"model": "pixels"}}})
+    assert analyze.main(["--params", str(params), "--images_dir", str(tmp_path / "tree"), "--output",
+                         str(tmp_path / "vl_noisy.json")]) == 0
+    m = run_denoise(root, tmp_path, method="vl_export", vl_export=str(tmp_path / "vl_noisy.json"))
+    assert m["export_images_matched"] == m["train_images_in"] and m["train_images_not_in_export"] == 0
+    assert m["detection"]["recall"] >= 0.5 and m["detection"]["precision"] >= 0.5, m["detection"]
+
+
+def test_vl_export_arm_refuses_an_export_of_the_labels_before_noise(builtin_manifest: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    root = builtin_manifest
+    run_noise(root, tmp_path, rate=0.2, kind="random")
+    params = write_params(tmp_path / "params.yaml", {"denoise": {
+        "method": "vl_export", "vl_export": str(root / "vl" / "digits_vl_export.json")}})
+    rc = denoise.main(["--params", str(params), "--raw", str(root / "raw"), "--features", str(root / "features"),
+                       "--noisy", str(tmp_path / "noisy.csv"), "--output", str(tmp_path / "clean.csv"),
+                       "--metrics", str(tmp_path / "d.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "carry another label in this export than in the noisy labels" in err, err
+
+
 def test_oracle_relabel_restores_caught_labels() -> None:
     rng = np.random.default_rng(0)
     true = rng.integers(0, 10, 1000)
-    noisy = inject_noise(true, 10, rate=0.4, kind="random", rng=rng)
+    noisy = inject_noise(true, None, rng, NoiseSpec(kind="random", rate=0.4, n_classes=10))
     r = oracle_denoise(true, noisy, recall=0.8, false_positive_rate=0.0, action="relabel", rng=rng)
     assert r.keep.all()
     assert ((r.labels != true).sum()) == pytest.approx(0.2 * 400, abs=1)
@@ -107,12 +178,16 @@ def test_noise_params_are_validated() -> None:
         from_dict(noise.NoiseParams, {"rate": 1.5}, "noise")
     with pytest.raises(ParamsError, match="noise.kind"):
         from_dict(noise.NoiseParams, {"kind": "adversarial"}, "noise")
+    with pytest.raises(ParamsError, match="noise.pairs"):
+        from_dict(noise.NoiseParams, {"kind": "pair"}, "noise")
     with pytest.raises(ParamsError, match="denoise.method"):
         from_dict(denoise.DenoiseParams, {"method": "magic"}, "denoise")
+    with pytest.raises(ParamsError, match="denoise.vl_export"):
+        from_dict(denoise.DenoiseParams, {"method": "vl_export"}, "denoise")
 
 
-def test_zero_rate_needs_no_features_for_either_kind() -> None:
+def test_zero_rate_needs_no_features_for_any_kind() -> None:
     labels = np.arange(20) % 4
-    for kind in ("random", "intelligent"):
-        out = inject_noise(labels, 4, rate=0.0, kind=kind, rng=np.random.default_rng(0))
+    for kind in ("random", "intelligent", "border", "idn"):
+        out = inject_noise(labels, None, np.random.default_rng(0), NoiseSpec(kind=kind, rate=0.0, n_classes=4))
         assert (out == labels).all()

@@ -104,3 +104,29 @@ def findings_plot(summary: pd.DataFrame, *, png_path: str | Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, png_path)
+
+
+def confusion_heatmap(confusion: pd.DataFrame, class_names: list[str], png_path: str | Path, title: str, *,
+                      xlabel: str = "predicted", ylabel: str = "actual") -> None:
+    """A counts heatmap of actual (rows) x predicted (columns), annotated when the classes are few."""
+    import numpy as np
+
+    plt = _pyplot()
+    table = pd.crosstab(pd.Categorical(confusion["actual"], class_names),
+                        pd.Categorical(confusion["predicted"], class_names), dropna=False).to_numpy()
+    side = min(24.0, max(5.0, 0.45 * len(class_names)))
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    im = ax.imshow(table, cmap="Blues")
+    if len(class_names) <= 30:
+        ax.set_xticks(range(len(class_names)), class_names, rotation=90)
+        ax.set_yticks(range(len(class_names)), class_names)
+        for (i, j), v in np.ndenumerate(table):
+            if v:
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                        color="white" if v > table.max() / 2 else "black")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    save_figure(fig, png_path)

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,21 +343,34 @@ def folder_paths(frame: pd.DataFrame, root: str = "") -> pd.Series:
 
 def export_image_folder(
     raw: RawDataset, out_dir: str | Path, *, splits: Sequence[str] = ("train", "test"), valid_only: bool = False,
-    progress: bool = True,
+    progress: bool = True, labels: Mapping[str, int] | None = None,
 ) -> int:
     """Materialise an ImageFolder tree ``<out>/<split>/<class_id>/<file_name>`` atomically; return the count.
 
     Bytes are written as stored (never re-encoded), so the tree can be uploaded to Visual Layer and
-    its export matched back by file name.
+    its export matched back by file name. ``labels`` (image_id -> label, e.g. the noisy train labels):
+    export only these images, each under the class folder of its given label.
     """
     index = raw.index()
+    if labels is not None:
+        unknown = [i for i in labels if i not in set(index["image_id"])]
+        if unknown:
+            raise DatasetError(f"{len(unknown)} labelled image(s) are not in {raw.root}, e.g. {unknown[:3]}")
+        class_id = dict(zip(raw.classes()["label"], raw.classes()["class_id"]))
+        bad = [(i, l) for i, l in labels.items() if l not in class_id]
+        if bad:
+            raise DatasetError(f"image {bad[0][0]}: label {bad[0][1]} is not a class of {raw.root}")
+        index = index[index["image_id"].isin(list(labels))].copy()
+        index["class_id"] = [class_id[labels[i]] for i in index["image_id"]]
     meta = dict(zip(index["image_id"], zip(index["split"], index["class_id"], index["file_name"], index["valid"])))
     count = 0
     with atomic_dir(out_dir) as tmp, tqdm(total=len(index), desc="export", unit="img", disable=not progress) as bar:
         for batch in raw.iter_images():
             for iid, data in zip(batch.column("image_id").to_pylist(), batch.column("image").to_pylist()):
-                split, class_id, file_name, valid = meta[iid]
                 bar.update(1)
+                if iid not in meta:
+                    continue
+                split, class_id, file_name, valid = meta[iid]
                 if split not in splits or (valid_only and not valid):
                     continue
                 folder = tmp / split / safe_component(str(class_id), what="class id")
