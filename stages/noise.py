@@ -6,7 +6,7 @@ Inputs:  ``--train_labels`` (the cleaned train set from build_manifest), ``--raw
 Outputs: ``--output`` (data/noise/train_labels.csv: image_id, label (noisy), true_label, flipped: the
          truth of every flip), ``--metrics`` (actual rate, largest off-diagonal share per class, mean
          margin percentile of the flipped images), ``--plots`` (transition.csv: one row per train image,
-         true x noisy class for DVC's confusion template; transition.png: the counts heatmap).
+         true_class x noisy_label for DVC's confusion template; transition.png: the counts heatmap).
 See vlclean/noise.py for the models.
 """
 
@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             metrics["pairs"] = {names[a]: names[b] for a, b in sorted(pairs.items())}
         write_json(args.metrics, metrics)
         plots = Path(args.plots)
-        transition = pd.DataFrame({"true": np.asarray(names)[true], "noisy": np.asarray(names)[noisy]})
+        transition = pd.DataFrame({"true_class": np.asarray(names)[true], "noisy_label": np.asarray(names)[noisy]})
         write_csv(plots / "transition.csv", transition)
-        confusion_heatmap(transition.rename(columns={"true": "actual", "noisy": "predicted"}), names,
+        confusion_heatmap(transition.rename(columns={"true_class": "actual", "noisy_label": "predicted"}), names,
                           plots / "transition.png", title=f"Label transitions: {metrics['kind']} noise, rate {params.rate}",
                           xlabel="noisy label", ylabel="true class")
         print(f"noise: {metrics['flipped']} of {len(ids)} train labels flipped ({metrics['kind']}); "

@@ -98,8 +98,8 @@ def test_noise_stage_writes_the_transition_matrix_and_margins(builtin_manifest: 
     assert len(m["largest_off_diagonal_share"]) == 10
     transition = pd.read_csv(tmp_path / "plots" / "transition.csv")
     names = RawDataset.open(builtin_manifest / "raw").classes()["class_name"]
-    assert len(transition) == len(noisy) and (transition["true"] != transition["noisy"]).sum() == m["flipped"]
-    assert set(transition["true"]) <= set(names)
+    assert len(transition) == len(noisy) and (transition["true_class"] != transition["noisy_label"]).sum() == m["flipped"]
+    assert set(transition["true_class"]) <= set(names)
     assert (tmp_path / "plots" / "transition.png").read_bytes()[:4] == b"\x89PNG"
 
 
