@@ -17,7 +17,8 @@ from vlclean import cli, schema
 from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
 from vlclean.manifest import (ManifestParams, build_cleaned_manifest, cleaning_summary, eval_labels,
-                              manifest_metrics, removal_truth_metrics, train_labels)
+                              leak_copy_metrics, manifest_metrics, removal_truth_metrics,
+                              train_labels)
 from vlclean.reporting import bar_plot
 from vlclean.storage import read_csv, write_csv, write_json, write_text
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         write_text(args.summary, summary)
         write_csv(args.eval_labels, eval_labels(cleaned))
         write_csv(args.train_labels, train_labels(cleaned))
-        metrics = manifest_metrics(cleaned)
+        metrics = {**manifest_metrics(cleaned), "train_copies_of_leaks": leak_copy_metrics(cleaned, leaks, params)}
         truth = raw.truth()
         if not truth.empty:
             metrics["planted_issues_acted_on"] = removal_truth_metrics(cleaned, truth)

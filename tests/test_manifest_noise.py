@@ -52,6 +52,24 @@ def test_cleaned_manifest_has_every_image_once(builtin_manifest: Path) -> None:
     assert acted["mislabel"]["share"] >= 0.8 and acted["leakage"]["share"] >= 0.9 and acted["invalid"]["share"] == 1.0
 
 
+def test_keeping_leaked_train_copies_is_an_experiment_on_the_same_test_images(builtin_manifest: Path,
+                                                                              tmp_path: Path) -> None:
+    root = builtin_manifest
+    params = write_params(tmp_path / "params.yaml", {"build_manifest": {"drop_leaked_train_copies": False}})
+    m = tmp_path / "manifest"
+    assert build_manifest.main(["--params", str(params), "--raw", str(root / "raw"), "--tagged",
+                                str(root / "tags" / "tagged.csv"), "--leaks", str(root / "leaks.csv"), "--output",
+                                str(m / "cleaned.csv"), "--summary", str(m / "summary.txt"), "--eval_labels",
+                                str(m / "eval.csv"), "--train_labels", str(m / "train.csv"), "--metrics",
+                                str(m / "m.json"), "--plots", str(m / "plots")]) == 0
+    kept, dropped = json.loads((m / "m.json").read_text()), json.loads((root / "manifest" / "m.json").read_text())
+    assert kept["train_copies_of_leaks"]["found"] == dropped["train_copies_of_leaks"]["found"] > 0
+    assert dropped["train_copies_of_leaks"]["kept"] == 0
+    assert kept["train_copies_of_leaks"]["kept"] >= dropped["train_copies_of_leaks"]["found"] * 0.8  # unless tagged
+    pd.testing.assert_frame_equal(pd.read_csv(m / "eval.csv"), pd.read_csv(root / "manifest" / "eval.csv"))
+    assert len(pd.read_csv(m / "train.csv")) > len(pd.read_csv(root / "manifest" / "train.csv"))
+
+
 def run_noise(root: Path, tmp: Path, **noise_params: object) -> pd.DataFrame:
     params = write_params(tmp / "params.yaml", {"noise": noise_params})
     assert noise.main(["--params", str(params), "--raw", str(root / "raw"), "--features", str(root / "features"),

@@ -165,6 +165,14 @@ def manifest_metrics(cleaned: pd.DataFrame) -> dict:
     return out
 
 
+def leak_copy_metrics(cleaned: pd.DataFrame, leak_pairs: pd.DataFrame, p: ManifestParams) -> dict:
+    """Train copies of leaked test images: how many were found and how many stay in training
+    (``drop_leaked_train_copies: false`` keeps them, to measure what they inflate)."""
+    cross = leak_pairs[(leak_pairs["scope"] == "test-train") & leak_pairs["tier"].isin(p.leak_tiers)]
+    train = cleaned[(cleaned["split"] == "train") & cleaned["image_id"].isin(set(cross["train_id"]))]
+    return {"found": len(train), "kept": int((train["action"] != "drop").sum())}
+
+
 def removal_truth_metrics(cleaned: pd.DataFrame, truth: pd.DataFrame) -> dict:
     """On the built-in dataset: how many planted issues cleaning acted on (drop or relabel)."""
     acted = set(cleaned.loc[cleaned["action"] != "keep", "image_id"])
