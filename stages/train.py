@@ -1,7 +1,9 @@
 """train: a ResNet-18 on the given labels (noisy or cleaned), resumable, logged with DVCLive, DDP under torchrun.
 
-Inputs:  ``--raw`` (data/raw), ``--labels`` (train label CSV: image_id, label), ``--val_labels`` (eval label
-         CSV: image_id, label, leaked; per-epoch validation), params ``base`` (seed), ``train``.
+Inputs:  ``--raw`` (data/raw), ``--labels`` (train label CSV: image_id, label; ``train.labels: raw`` trains on
+         every readable train image of ``--raw`` with its given label instead), ``--val_labels`` (eval label
+         CSV: image_id, label, leaked; per-epoch validation only when ``train.val_fraction`` is 0, else a
+         held-out share of the train images carries the curves), params ``base`` (seed), ``train``.
 Outputs: ``--model`` (models/model.pt), ``--live`` (DVCLive folder: per-epoch plots + metrics.json),
          ``--metrics`` (metrics/train.json: final metrics and throughput).
 State:   ``--checkpoint_dir`` (per-epoch checkpoints, not a DVC output): a killed run resumes where it
@@ -16,8 +18,9 @@ from pathlib import Path
 
 from vlclean import cli
 from vlclean.config import from_dict, load_base, read_params_file
-from vlclean.storage import write_json
-from vlclean.training import TrainParams, check_wandb, train
+from vlclean.datasets import RawDataset
+from vlclean.storage import write_csv, write_json
+from vlclean.training import TrainParams, check_wandb, raw_train_labels, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         base = load_base(args.params)
         params = from_dict(TrainParams, read_params_file(args.params).get("train"), "train")
         check_wandb(params.wandb)
+        labels = args.labels
+        if params.labels == "raw":
+            labels = Path(args.checkpoint_dir) / "raw_train_labels.csv"
+            write_csv(labels, raw_train_labels(RawDataset.open(args.raw)))
         result = train(params, seed=base.seed if params.seed is None else params.seed, raw_dir=args.raw,
-                       train_labels=args.labels, val_labels=args.val_labels, model_path=args.model,
+                       train_labels=labels, val_labels=args.val_labels, model_path=args.model,
                        checkpoint_dir=args.checkpoint_dir, live_dir=args.live)
         if result.is_main:
             write_json(Path(args.metrics), result.metrics)

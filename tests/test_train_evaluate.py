@@ -22,12 +22,12 @@ from vlclean.config import from_dict
 from vlclean.datasets import RawDataset
 from vlclean.errors import ParamsError
 from vlclean.training import (CRASH_ENV, CachedImages, ShardImages, TrainParams, augment, build_model, epoch_order,
-                              lr_factor, read_label_file, run_fingerprint)
+                              holdout, lr_factor, raw_train_labels, read_label_file, run_fingerprint)
 
 # Small, fast runs: the ImageNet stem at 32 px trains at ~600 images/s on 2 CPU cores.
 TINY = {"epochs": 3, "max_train_images": 300, "batch_size": 64, "lr": 0.05, "image_size": 32, "stem": "imagenet",
         "device": "cpu", "workers": 0, "loader": "auto", "amp": False, "deterministic": True,
-        "wandb": {"enabled": False}}
+        "val_fraction": 0.0, "wandb": {"enabled": False}}  # val = the test file: compared with evaluate below
 
 
 @pytest.fixture(scope="module")
@@ -355,3 +355,33 @@ def test_evaluate_metrics_are_consistent(learned: Path, tmp_path: Path) -> None:
     assert m["accuracy"] == pytest.approx(trained["val_accuracy"], abs=1e-6)  # same model, same images
     for png in ("per_class_accuracy.png", "confusion.png"):
         assert (plots / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_holdout_is_per_class_seeded_and_disjoint(digits: Path) -> None:
+    raw = RawDataset.open(digits / "raw")
+    images = read_label_file(digits / "train_labels.csv", raw, with_leaked=False)
+    train_part, val_part = holdout(images, 0.1, seed=3)
+    assert len(train_part) + len(val_part) == len(images)
+    assert not set(train_part.frame["image_id"]) & set(val_part.frame["image_id"])
+    per_class = val_part.frame["label"].value_counts() / images.frame["label"].value_counts()
+    assert per_class.between(0.07, 0.13).all() and len(per_class) == 10
+    again = holdout(images, 0.1, seed=3)[1]
+    assert list(again.frame["image_id"]) == list(val_part.frame["image_id"])
+    assert list(holdout(images, 0.1, seed=4)[1].frame["image_id"]) != list(val_part.frame["image_id"])
+
+
+def test_val_fraction_curves_come_from_train_and_raw_labels_ignore_the_label_file(digits: Path, tmp_path: Path) -> None:
+    raw = RawDataset.open(digits / "raw")
+    given = raw_train_labels(raw)
+    assert len(given) == int(((raw.index()["split"] == "train") & raw.index()["valid"]).sum())
+    (tmp_path / "few.csv").write_text("image_id,label\n" + "\n".join(
+        f"{i},{l}" for i, l in zip(given["image_id"][:40], given["label"][:40])) + "\n")
+    params = write_params(tmp_path / "params.yaml", {"train": {**TINY, "epochs": 1, "max_train_images": 0,
+                                                               "val_fraction": 0.2, "labels": "raw"}})
+    args = train_args(digits, params, "rawval")
+    args[args.index("--labels") + 1] = str(tmp_path / "few.csv")  # ignored: labels come from the raw dataset
+    assert train.main(args) == 0
+    m = json.loads((digits / "rawval" / "train.json").read_text())
+    assert m["n_train"] + m["n_val"] == len(given) and m["n_val"] == pytest.approx(0.2 * len(given), abs=10)
+    test_n = len(pd.read_csv(digits / "eval_labels.csv"))
+    assert m["n_val"] != test_n and m["n_val_leak_free"] == m["n_val"]  # held-out train images, not the test split

@@ -107,6 +107,8 @@ class TrainParams:
     hflip: bool = False
     label_smoothing: float = 0.0
     max_train_images: int = 0  # 0 = all
+    labels: Literal["cleaned", "raw"] = "cleaned"  # raw: every readable train image with its given label
+    val_fraction: float = 0.1  # held out from train for the per-epoch curves (0: the test split, legacy)
     seed: int | None = None  # None: base.seed
     device: Device = "auto"
     amp: bool = False
@@ -134,6 +136,7 @@ class TrainParams:
         check_range(prefix, "crop_padding", self.crop_padding, 0, self.image_size // 2)
         check_range(prefix, "label_smoothing", self.label_smoothing, 0.0, 0.5)
         check_range(prefix, "max_train_images", self.max_train_images, 0)
+        check_range(prefix, "val_fraction", self.val_fraction, 0.0, 0.5)
         if self.seed is not None:
             check_range(prefix, "seed", self.seed, 0, 2**31 - 1)
         check_range(prefix, "workers", self.workers, 0, 256)
@@ -240,6 +243,28 @@ def subset(images: LabelledImages, max_images: int, seed: int) -> LabelledImages
         return images
     keep = np.sort(np.random.default_rng(seed).choice(len(images), size=max_images, replace=False))
     return LabelledImages(images.frame.iloc[keep].reset_index(drop=True), images.source)
+
+
+def raw_train_labels(raw: RawDataset) -> pd.DataFrame:
+    """Every readable train image with its given label (``train.labels: raw``: no cleaning, no noise)."""
+    index = raw.index()
+    train = index[(index["split"] == "train") & index["valid"].astype(bool)]
+    return pd.DataFrame({"image_id": train["image_id"].to_numpy(), "label": train["label"].astype(np.int64).to_numpy()})
+
+
+def holdout(images: LabelledImages, fraction: float, seed: int) -> tuple[LabelledImages, LabelledImages]:
+    """``(train, validation)``: a seeded, per-class share ``fraction`` of ``images`` held out for the
+    per-epoch curves (at least one image of every class with two or more), both in label-file order."""
+    labels = images.frame["label"].to_numpy()
+    rng = np.random.default_rng(_seed_for(seed, 7))
+    held = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        n = min(len(rows) - 1, max(1, int(round(fraction * len(rows))))) if len(rows) > 1 else 0
+        held[rng.permutation(rows)[:n]] = True
+    f = images.frame
+    return (LabelledImages(f[~held].reset_index(drop=True), images.source),
+            LabelledImages(f[held].reset_index(drop=True), f"{images.source} (held out: {fraction:g})"))
 
 
 # -- decoding and datasets -----------------------------------------------------------------------
@@ -878,7 +903,10 @@ def _read_inputs(params: TrainParams, seed: int, raw_dir: Path, train_labels: Pa
     classes = raw.classes().sort_values("label")
     train_set = read_label_file(train_labels, raw, with_leaked=False, index=index)
     train_set = subset(train_set, params.max_train_images, seed)
-    val_set = read_label_file(val_labels, raw, with_leaked=True, index=index)
+    if params.val_fraction > 0:  # the per-epoch curves come from held-out train images; test waits for evaluate
+        train_set, val_set = holdout(train_set, params.val_fraction, seed)
+    else:
+        val_set = read_label_file(val_labels, raw, with_leaked=True, index=index)
     if len(train_set) < 2:
         raise DatasetError(f"{train_labels}: {len(train_set)} image(s) to train on; need at least 2")
     overlap = set(train_set.frame["image_id"]) & set(val_set.frame["image_id"])
@@ -1149,6 +1177,7 @@ def evaluation_report(images: LabelledImages, pred: Predictions, class_names: Se
     n, n_clean = len(f), int((~leaked).sum())
     acc = float(correct.mean()) if n else None
     acc_clean = float(correct[~leaked].mean()) if n_clean else None
+    acc_leaked = float(correct[leaked].mean()) if n - n_clean else None
     rows = []
     for label, name in enumerate(names):
         mine = actual == label
@@ -1158,6 +1187,7 @@ def evaluation_report(images: LabelledImages, pred: Predictions, class_names: Se
     metrics = {
         "accuracy": None if acc is None else round(acc, 6),
         "accuracy_leak_free": None if acc_clean is None else round(acc_clean, 6),
+        "accuracy_leaked": None if acc_leaked is None else round(acc_leaked, 6),
         "leak_inflation": None if acc is None or acc_clean is None else round(acc - acc_clean, 6),
         "n_test": n,
         "n_leak_free": n_clean,
