@@ -4,7 +4,9 @@ Inputs:  ``--raw`` (data/raw), ``--model`` (models/model.pt from train), ``--lab
          image_id, label, leaked), params ``evaluate``.
 Outputs: ``--metrics`` (metrics/eval.json: accuracy, accuracy_leak_free, leak_inflation, n_test,
          n_leak_free, per-class accuracy), ``--plots``: per_class_accuracy.csv/.png and confusion.csv
-         (one row per test image: image_id, actual, predicted, leaked; DVC's confusion template) + .png.
+         (one row per test image: image_id, actual, predicted, leaked; DVC's confusion template) + .png,
+         ``--predictions`` (data/evaluate/predictions.csv, ``schema.PREDICTIONS``: image_id, label,
+         predicted, correct; sorted by image_id, so two experiments pair image by image).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from vlclean.datasets import RawDataset
 from vlclean.devices import resolve_device
 from vlclean.errors import DatasetError
 from vlclean.reporting import bar_plot, confusion_heatmap
+from vlclean.schema import validate_predictions
 from vlclean.storage import write_csv, write_json
-from vlclean.training import Device, Loader, evaluation_report, load_model, open_images, predict, read_label_file
+from vlclean.training import (Device, Loader, evaluation_report, load_model, open_images, predict, prediction_table,
+                              read_label_file)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", required=True, help="eval label CSV (image_id, label, leaked)")
     p.add_argument("--metrics", default="metrics/eval.json")
     p.add_argument("--plots", default="plots/evaluate")
+    p.add_argument("--predictions", default="data/evaluate/predictions.csv")
 
     def body(args: argparse.Namespace) -> int:
         params = from_dict(EvaluateParams, read_params_file(args.params).get("evaluate"), "evaluate")
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                        amp=params.amp, amp_dtype=params.amp_dtype)
         report = evaluation_report(images, pred, names)
         write_json(args.metrics, report.metrics)
+        write_csv(args.predictions, validate_predictions(prediction_table(images, pred)))
         plots = Path(args.plots)
         bar_plot(report.per_class, x="class_name", y="accuracy", csv_path=plots / "per_class_accuracy.csv",
                  png_path=plots / "per_class_accuracy.png", title="Test accuracy per class",

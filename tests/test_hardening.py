@@ -517,7 +517,8 @@ def test_zoo_trains_one_epoch_on_every_valid_image(zoo: SimpleNamespace, tmp_pat
     assert np.isfinite(m["train_loss"]) and (tmp_path / "model.pt").stat().st_size > 0
     assert evaluate.main(["--params", str(zoo.root / "params.yaml"), "--raw", str(zoo.out / "raw"), "--model",
                           str(tmp_path / "model.pt"), "--labels", str(tmp_path / "val.csv"), "--metrics",
-                          str(tmp_path / "eval.json"), "--plots", str(tmp_path / "plots")]) == 0
+                          str(tmp_path / "eval.json"), "--plots", str(tmp_path / "plots"),
+                          "--predictions", str(tmp_path / "predictions.csv")]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["n_test"] == len(te)
 
 

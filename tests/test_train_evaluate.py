@@ -331,7 +331,8 @@ def test_evaluate_metrics_are_consistent(learned: Path, tmp_path: Path) -> None:
     plots = tmp_path / "plots"
     assert evaluate.main(["--params", str(params), "--raw", str(learned / "raw"),
                           "--model", str(learned / "learn" / "model.pt"), "--labels", str(learned / "eval_labels.csv"),
-                          "--metrics", str(tmp_path / "eval.json"), "--plots", str(plots)]) == 0
+                          "--metrics", str(tmp_path / "eval.json"), "--plots", str(plots),
+                          "--predictions", str(tmp_path / "predictions.csv")]) == 0
     m = json.loads((tmp_path / "eval.json").read_text())
     labels = pd.read_csv(learned / "eval_labels.csv")
     confusion = pd.read_csv(plots / "confusion.csv")
@@ -355,6 +356,13 @@ def test_evaluate_metrics_are_consistent(learned: Path, tmp_path: Path) -> None:
     assert m["accuracy"] == pytest.approx(trained["val_accuracy"], abs=1e-6)  # same model, same images
     for png in ("per_class_accuracy.png", "confusion.png"):
         assert (plots / png).read_bytes()[:4] == b"\x89PNG"
+    # per-image predictions, sorted by image id (two experiments' files pair row by row)
+    pred = pd.read_csv(tmp_path / "predictions.csv", dtype={"image_id": str})
+    assert list(pred.columns) == ["image_id", "label", "predicted", "correct"]
+    assert pred["image_id"].tolist() == sorted(labels["image_id"].astype(str))
+    assert pred["correct"].mean() == pytest.approx(m["accuracy"], abs=1e-6)
+    by_id = pred.set_index("image_id")
+    assert [names[i] for i in by_id.loc[confusion["image_id"].astype(str), "predicted"]] == confusion["predicted"].tolist()
 
 
 def test_holdout_is_per_class_seeded_and_disjoint(digits: Path) -> None:

@@ -15,7 +15,9 @@ quarantine  ``data/raw/quarantine.csv``: unreadable images (they stay in the ind
 features    ``data/features/features.parquet``: per-image hashes and quality stats.
 
 CSV tables (:data:`CSV_TABLES`, read with ``vlclean.csvio.read_csv(path, columns=...)``): the tagged
-manifest, reviews, leaks report, cleaned manifest, train / eval / noisy labels and the match report.
+manifest, reviews, leaks report, cleaned manifest, train / eval / noisy labels, the match report and
+the per-image test predictions (``data/evaluate/predictions.csv``: ``image_id, label, predicted,
+correct``, sorted by ``image_id`` so two experiments' files pair row by row).
 """
 
 from __future__ import annotations
@@ -204,6 +206,12 @@ NOISY_LABELS: dict[str, pa.DataType] = {  # noise -> denoise: data/noise/train_l
     "label": pa.int64(),
     "flipped": pa.bool_(),
 }
+PREDICTIONS: dict[str, pa.DataType] = {  # evaluate -> report (paired comparisons): data/evaluate/predictions.csv
+    "image_id": pa.string(),
+    "label": pa.int64(),
+    "predicted": pa.int64(),
+    "correct": pa.bool_(),
+}
 MATCH_REPORT: dict[str, pa.DataType] = {  # ingest_vl -> people: data/vl_ingested/match_report.csv
     "media_key": pa.string(),
     "file_name": pa.string(),
@@ -222,6 +230,7 @@ CSV_TABLES: dict[str, dict[str, pa.DataType]] = {
     "eval_labels": EVAL_LABELS,
     "noisy_labels": NOISY_LABELS,
     "match_report": MATCH_REPORT,
+    "predictions": PREDICTIONS,
 }
 
 TABLES: dict[str, dict[str, pa.DataType]] = {
@@ -329,4 +338,17 @@ def validate_features(frame: pd.DataFrame) -> pd.DataFrame:
     frame = conform(frame, FEATURES, "features")
     _check_no_nulls(frame, ["image_id", "valid"], "features")
     _check_unique(frame, "image_id", "features")
+    return frame
+
+
+def validate_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Check per-image predictions: unique ids, no empty cells, ``correct == (label == predicted)``."""
+    frame = conform(frame, PREDICTIONS, "predictions")
+    _check_no_nulls(frame, list(PREDICTIONS), "predictions")
+    _check_unique(frame, "image_id", "predictions")
+    wrong = frame.index[frame["correct"].astype(bool) != (frame["label"] == frame["predicted"])]
+    if len(wrong):
+        i = wrong[0]
+        raise SchemaError(f"table 'predictions': row {i} ({frame.at[i, 'image_id']}) has correct={frame.at[i, 'correct']} "
+                          f"but label {frame.at[i, 'label']} and predicted {frame.at[i, 'predicted']}")
     return frame

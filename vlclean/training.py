@@ -1197,3 +1197,15 @@ def evaluation_report(images: LabelledImages, pred: Predictions, class_names: Se
     confusion = pd.DataFrame({"image_id": f["image_id"].to_numpy(), "actual": names[actual],
                               "predicted": names[predicted], "leaked": leaked})
     return EvaluationReport(metrics, per_class, confusion)
+
+
+def prediction_table(images: LabelledImages, pred: Predictions) -> pd.DataFrame:
+    """One row per test image (``schema.PREDICTIONS``), sorted by ``image_id``: the paired-comparison input."""
+    f = images.frame
+    if len(pred.positions) != len(f):
+        raise ValueError(f"predictions cover {len(pred.positions)} positions, the label file {len(f)} images")
+    predicted = pred.predicted[np.argsort(pred.positions)]
+    label = f["label"].to_numpy(dtype=np.int64)
+    table = pd.DataFrame({"image_id": f["image_id"].astype(str).to_numpy(), "label": label,
+                          "predicted": predicted.astype(np.int64), "correct": label == predicted})
+    return table.sort_values("image_id", kind="stable").reset_index(drop=True)
