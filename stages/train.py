@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         if params.labels == "raw":
             labels = Path(args.checkpoint_dir) / "raw_train_labels.csv"
             write_csv(labels, raw_train_labels(RawDataset.open(args.raw)))
-        result = train(params, seed=base.seed if params.seed is None else params.seed, raw_dir=args.raw,
+        result = train(params, seed=base.seed if params.seed is None else params.seed, data_seed=base.seed,
+                       raw_dir=args.raw,
                        train_labels=labels, val_labels=args.val_labels, model_path=args.model,
                        checkpoint_dir=args.checkpoint_dir, live_dir=args.live)
         if result.is_main:

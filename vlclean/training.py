@@ -733,9 +733,10 @@ def file_sha256(path: str | Path) -> str:
 
 
 def run_fingerprint(params: TrainParams, *, seed: int, files: Sequence[str | Path], world_size: int,
-                    device_type: str) -> str:
-    """A key for resumable state: results-relevant params, input file hashes, world size, device type."""
+                    device_type: str, data_seed: int | None = None) -> str:
+    """A key for resumable state: results-relevant params, seeds, input file hashes, world size, device type."""
     desc = {"params": params.results_key(), "seed": seed, "files": [file_sha256(f) for f in files],
+            **({} if data_seed is None or data_seed == seed else {"data_seed": data_seed}),
             "world_size": world_size, "device": device_type, "format": CHECKPOINT_FORMAT}
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -859,8 +860,14 @@ def train(
     checkpoint_dir: str | Path,
     live_dir: str | Path | None = None,
     progress: bool = True,
+    data_seed: int | None = None,
 ) -> TrainResult:
-    """Train (or resume training) and write the model; see the module doc. Runs under torchrun too."""
+    """Train (or resume training) and write the model; see the module doc. Runs under torchrun too.
+
+    ``seed`` drives the training randomness (init, order, augmentation); ``data_seed`` (default
+    ``seed``) picks the ``max_train_images`` subset and the ``val_fraction`` hold-out, so replicates
+    that vary only ``seed`` train on the same images.
+    """
     import torch
 
     check_wandb(params.wandb)
@@ -875,7 +882,8 @@ def train(
     torch.backends.cudnn.benchmark = not params.deterministic
     try:
         return _train(params, seed, dist_ctx, Path(raw_dir), Path(train_labels), Path(val_labels), Path(model_path),
-                      Path(checkpoint_dir), None if live_dir is None else Path(live_dir), progress)
+                      Path(checkpoint_dir), None if live_dir is None else Path(live_dir), progress,
+                      seed if data_seed is None else data_seed)
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
         if dist_ctx.distributed:
@@ -1062,11 +1070,11 @@ def _epoch_record(epoch: int, trained: dict, validated: dict, seconds: float) ->
 
 
 def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_labels: Path, val_labels: Path,
-           model_path: Path, checkpoint_dir: Path, live_dir: Path | None, progress: bool) -> TrainResult:
+           model_path: Path, checkpoint_dir: Path, live_dir: Path | None, progress: bool, data_seed: int) -> TrainResult:
     t0 = time.perf_counter()
-    inputs = _read_inputs(params, seed, raw_dir, train_labels, val_labels)
+    inputs = _read_inputs(params, data_seed, raw_dir, train_labels, val_labels)
     fp = run_fingerprint(params, seed=seed, files=inputs.fingerprint_files, world_size=dist_ctx.world_size,
-                         device_type=dist_ctx.device.type)
+                         device_type=dist_ctx.device.type, data_seed=data_seed)
     ckpt_path = checkpoint_dir / fp / "last.pt"
     if dist_ctx.is_main:
         log.info("train: %d train / %d val images at %d px, %s loader, decoded in %.1f s; device %s x %d; run %s",
