@@ -89,23 +89,6 @@ def distance_histogram_plot(pairs: pd.DataFrame, *, csv_path: str | Path, png_pa
     save_figure(fig, png_path)
 
 
-def findings_plot(summary: pd.DataFrame, *, png_path: str | Path) -> None:
-    """Accuracy against noise rate, one line per (noise kind, cleaning), error bars = std over seeds."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (kind, method), g in summary.groupby(["noise.kind", "denoise.method"]):
-        g = g.sort_values("noise.rate")
-        ax.errorbar(g["noise.rate"] * 100, g["accuracy"], yerr=g["accuracy_std"], marker="o", capsize=3,
-                    label=f"{kind} noise, cleaning: {method}")
-    ax.set_xlabel("train labels flipped (%)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("What label noise costs and what cleaning buys")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, png_path)
-
-
 def confusion_heatmap(confusion: pd.DataFrame, class_names: list[str], png_path: str | Path, title: str, *,
                       xlabel: str = "predicted", ylabel: str = "actual") -> None:
     """A counts heatmap of actual (rows) x predicted (columns), annotated when the classes are few."""
