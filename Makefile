@@ -1,12 +1,15 @@
 # Two entry points for a fresh machine (see README):
 #   make repro   set up .venv (pinned torch + requirements) and run the pipeline (dvc repro)
 #   make test    set up .venv if needed and run the test suite
+#   make study DATASET=fashion_mnist   queue and run studies/$(DATASET).yaml, then write reports/$(DATASET)/
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test bench
+DATASET ?= fashion_mnist
+
+.PHONY: setup repro test bench study
 
 setup: $(VENV)/.installed
 
@@ -24,3 +27,6 @@ test: setup
 
 bench: setup
 	. $(VENV)/bin/activate && for b in bench/bench_*.py; do echo "== $$b"; python $$b --quick || exit 1; done
+
+study: setup
+	. $(VENV)/bin/activate && python -m stages.study --study studies/$(DATASET).yaml

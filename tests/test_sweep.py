@@ -1,4 +1,4 @@
-"""A noise sweep with `dvc exp run --queue` in a temporary clone (tiny config), and the findings report."""
+"""A tiny study end to end in a temporary clone: `stages.study` queues `dvc exp run`s, runs them, and reports."""
 
 from __future__ import annotations
 
@@ -6,22 +6,24 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import write_params
+from vlclean.noise import DENOISE_METHODS
 
 pytestmark = pytest.mark.slow
 
 TINY = {
     "analyze": {"embedding": {"model": "pixels"}},
-    "train": {"epochs": 1, "max_train_images": 300, "batch_size": 64},
+    "train": {"epochs": 3, "max_train_images": 600, "batch_size": 64},
 }
+ARMS = [m for m in DENOISE_METHODS if m not in ("none", "vl_export")]  # vl_export needs an export of the noisy data
 
 
-def sh(repo: Path, *args: str, timeout: int = 600) -> str:
+def sh(repo: Path, *args: str, timeout: int = 1500) -> str:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     proc = subprocess.run(list(args), cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
@@ -29,34 +31,34 @@ def sh(repo: Path, *args: str, timeout: int = 600) -> str:
     return proc.stdout
 
 
-def test_queued_noise_sweep_and_findings_report(repo_copy: Path) -> None:
+def test_tiny_study_directions_and_every_cleaning_arm(repo_copy: Path) -> None:
     write_params(repo_copy / "params.yaml", TINY)
     dvc = [sys.executable, "-m", "dvc"]
     sh(repo_copy, *dvc, "repro")
     sh(repo_copy, "git", "add", "-A")
     sh(repo_copy, "git", "commit", "-qm", "baseline")
-    sh(repo_copy, *dvc, "exp", "run", "--queue", "-S", "noise.rate=0.0,0.2,0.4", "-S", "noise.kind=random,intelligent")
-    sh(repo_copy, *dvc, "queue", "start", "-j", "2")
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        status = sh(repo_copy, *dvc, "queue", "status")
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(5)
-    failed = [line.split()[1] for line in status.splitlines() if "Failed" in line and len(line.split()) > 1]
-    logs = "".join(subprocess.run([*dvc, "queue", "logs", name], cwd=repo_copy, capture_output=True, text=True,
-                                  env={**os.environ, "DVC_NO_ANALYTICS": "1"}).stdout[-3000:] for name in failed)
-    assert not failed, f"{status}\n{logs}"
-    shown = json.loads(sh(repo_copy, *dvc, "exp", "show", "--json"))
-    out = repo_copy / "sweep_report"  # reports/ holds the committed findings of the full-size sweep
-    out.mkdir()
-    (out / "exp.json").write_text(json.dumps(shown))
-    sh(repo_copy, sys.executable, "-m", "stages.report", "--exp_json", str(out / "exp.json"),
-       "--output", str(out / "findings.md"), "--plot", str(out / "findings.png"), "--json", str(out / "findings.json"))
-    findings = json.loads((out / "findings.json").read_text())
-    cells = {(r["noise.kind"], r["noise.rate"]) for r in findings["summary"]}
-    assert {(k, r) for k in ("random", "intelligent") for r in (0.0, 0.2, 0.4)} <= cells
-    assert findings["headline"]["random"]["X_drop_at_20"] is not None
-    assert "| random |" in (out / "findings.md").read_text()
+    study = {"dataset": "digits", "seeds": [1],
+             "cost": {"train_images": 600, "epochs": 3, "train_images_per_s": 600, "test_images": 350,
+                      "eval_images_per_s": 2000, "overhead_s": 20, "setup_s": 0},
+             "groups": {"noise": {"grid": {"noise.kind": ["random"], "noise.rate": [0.0, 0.2, 0.4]}},
+                        "cleaning": {"grid": {"noise.kind": ["random"], "noise.rate": [0.2]},
+                                     "arms": [{"denoise.method": m} for m in ARMS]}}}
+    (repo_copy / "tiny_study.yaml").write_text(yaml.safe_dump(study))
+    out = sh(repo_copy, sys.executable, "-m", "stages.study", "--study", "tiny_study.yaml")
+    assert f"{3 + len(ARMS)} experiments" in out and "expected duration" in out
+    findings = json.loads((repo_copy / "reports/digits/findings.json").read_text())
+    assert findings["skipped"] == []
+    cells = {(c["noise_kind"], c["noise_rate"], c["cleaning"]): c for c in findings["cells"]}
+    assert cells[("random", 0.4, "none")]["mean"] < cells[("random", 0.0, "none")]["mean"]
+    # the committed baseline (seeds null: base.seed) is a clean run too
+    assert cells[("random", 0.0, "none")]["n"] == 2
+    answers = findings["answers"]["kinds"]["random"]
+    assert answers["X"]["value"] > 0 and answers["X_mcnemar"]["image_pairs"] > 300
+    for arm in ARMS:
+        assert answers["arms"][arm]["Y"]["value"] is not None, arm
+        assert cells[("random", 0.2, arm)]["detection"]["recall"] is not None
+    runs = (repo_copy / "reports/digits/runs.csv").read_text().splitlines()
+    assert len(runs) - 1 == sum(c["n"] for c in findings["cells"]) == 3 + len(ARMS) + 1
+    assert "(smoke test)" in (repo_copy / "reports/digits/findings.md").read_text()
     names = [line.split()[0] for line in sh(repo_copy, *dvc, "exp", "ls", "--name-only").splitlines()[1:3]]
     sh(repo_copy, *dvc, "plots", "diff", *names, "--json")
