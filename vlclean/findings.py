@@ -477,7 +477,8 @@ def markdown(*, dataset: str, cells: list[Cell], result: dict, runs: Runs, varie
                 lines.append(f"- **Y ({kind}, {arm}):** at {int(X_RATE * 100)} % {kind} noise, cleaning with {arm} recovers "
                              f"{fmt_pct(a['Y']['value'])} of the lost accuracy (95 % CI {fmt_ci(a['Y']['ci95'])}, "
                              f"n = {a['Y']['n']}); it flagged the flipped labels with precision "
-                             f"{_fmt_or_na(det.get('precision'))} and recall {_fmt_or_na(det.get('recall'))}.")
+                             f"{_fmt_or_na(det.get('precision'))} and recall {_fmt_or_na(det.get('recall'))} "
+                             f"(against no cleaning: {_mc_text(a['vs_no_cleaning']['mcnemar'])}).")
             if "ratio_40_20" in k:
                 r = k["ratio_40_20"]
                 verdict = {"above 2": "more than the 2x a linear effect gives",
