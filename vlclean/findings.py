@@ -110,7 +110,7 @@ def runs_from_exp_show(
     keys = set(param_keys)
     records, skipped, seen = [], [], set()
     commit = None
-    param_cols: dict[str, str] = {}
+    param_cols: set[str] = set()
     other_metric_cols: dict[str, None] = {}
     for row in rows:
         typ, rev = row.get("typ"), str(row.get("rev"))
@@ -136,7 +136,7 @@ def runs_from_exp_show(
                 continue
             bare = col.split(":", 1)[1] if col.startswith("params.yaml:") else col
             if bare in keys and (col == bare or col.startswith("params.yaml:")):
-                param_cols[bare] = col
+                param_cols.add(bare)
                 rec[bare] = _value(raw)
         for name_, (file, key) in METRICS.items():
             v = _value(_column(row, file, key))
@@ -155,9 +155,6 @@ def runs_from_exp_show(
     if frame.empty:
         raise VLCleanError("no experiment with metrics/eval.json accuracy among the experiments read"
                            + (f" ({len(skipped)} without it: {skipped[:3]})" if skipped else " (run the study first)"))
-    for col in param_cols:  # a key absent from an older commit's params.yaml is simply empty there
-        if col not in frame:
-            frame[col] = None
     frame[RATE] = frame[RATE].astype(float) if RATE in frame else np.nan
     return Runs(frame, sorted(param_cols), list(METRICS) + [c for c in other_metric_cols if c in frame], skipped)
 
