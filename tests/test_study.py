@@ -74,7 +74,7 @@ def test_the_fashion_mnist_study_has_the_cells_the_issue_asks_for() -> None:
             assert has(noise__kind=kind, noise__rate=rate, denoise__method="none")
         for method in ("oracle", "cleanlab", "analyzer"):
             assert has(noise__kind=kind, noise__rate=0.2, denoise__method=method)
-        assert has(noise__kind=kind, noise__rate=0.2, denoise__method="oracle", denoise__oracle__miss="hardest")
+        assert has(noise__kind=kind, noise__rate=0.2, denoise__method="oracle", denoise__miss="hardest")
     for rate in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
         assert has(noise__kind="random", noise__rate=rate) and has(noise__kind="border", noise__rate=rate)
     assert has(build_manifest__drop_leaked_train_copies=False) and has(train__labels="raw")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import write_params
-from vlclean.noise import DENOISE_METHODS
+from vlclean.denoise import DENOISE_METHODS
 
 pytestmark = pytest.mark.slow
 

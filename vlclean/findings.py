@@ -17,7 +17,7 @@ Runs are grouped by **every** param that differs among them (and by commit when 
 except the replicate seeds :data:`REPLICATE_SEEDS`; ``base.seed`` fixes the data (split, planted
 issues, train subset) and so it separates cells. A cell is named by ``noise_kind``, ``noise_rate``,
 ``cleaning`` (``denoise.method``, plus any other ``denoise.*`` param that varies among that method's
-runs, e.g. ``oracle (oracle.miss=hardest)``; ``none`` for no cleaning) and ``setting``: the other
+runs, e.g. ``oracle (miss=hardest)``; ``none`` for no cleaning) and ``setting``: the other
 varied params (leaks kept, raw labels, ...). The **reference setting** is the most common one; the
 headline answers use it, and every other setting is compared with it cell by cell.
 
@@ -61,6 +61,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "leak_inflation": ("metrics/eval.json", "leak_inflation"),
     "n_test": ("metrics/eval.json", "n_test"),
     "n_leak_free": ("metrics/eval.json", "n_leak_free"),
+    "accuracy_leaked": ("metrics/eval.json", "accuracy_leaked"),
+    "n_leaked": ("metrics/eval.json", "n_leaked"),
     "detection_precision": ("metrics/denoise.json", "detection.precision"),
     "detection_recall": ("metrics/denoise.json", "detection.recall"),
     "detection_f1": ("metrics/denoise.json", "detection.f1"),
