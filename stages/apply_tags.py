@@ -24,6 +24,7 @@ from vlclean import cli, tag_manifest
 from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
 from vlclean.errors import ExportFormatError, ParamsError
+from vlclean.policy import policy_record, read_team_policy
 from vlclean.reporting import bar_plot
 from vlclean.storage import write_csv, write_json
 from vlclean.tagging import Rule, TagDef, validate_rules
@@ -35,6 +36,7 @@ class ApplyTagsParams:
     taxonomy: dict[str, TagDef] = field(default_factory=dict)
     rule_set: str = "default"
     rule_sets: dict[str, list[Rule]] = field(default_factory=dict)
+    policy_file: str | None = None  # a policy YAML in the research team's format; replaces rule_set
 
     def validate(self, prefix: str) -> None:
         if self.rule_set not in self.rule_sets:
@@ -42,10 +44,19 @@ class ApplyTagsParams:
                               f"{sorted(self.rule_sets)}")
         for name, rules in self.rule_sets.items():
             validate_rules(rules, self.taxonomy, f"{prefix}.rule_sets.{name}")
+        if self.policy_file:
+            validate_rules(self.rules, self.taxonomy, f"{prefix}.policy_file ({self.policy_file})")
 
     @property
     def rules(self) -> list[Rule]:
-        return self.rule_sets[self.rule_set]
+        return read_team_policy(self.policy_file)[1] if self.policy_file else self.rule_sets[self.rule_set]
+
+    def record(self) -> dict:
+        """The policy in force (vlclean.policy.policy_record), written beside the manifest."""
+        if self.policy_file:
+            name, rules = read_team_policy(self.policy_file)
+            return policy_record(name, f"policy_file {self.policy_file}", rules, self.taxonomy)
+        return policy_record(self.rule_set, "rule_set", self.rules, self.taxonomy)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conflicts", default=None)
     p.add_argument("--metrics", default=None)
     p.add_argument("--plots", default=None)
+    p.add_argument("--policy", default=None, help="write the policy in force (rules, tags, buckets) as JSON")
     p.add_argument("--vl_export", default=None, help="standalone: read this export directly (no dataset index)")
     p.add_argument("--dataset", default=None, help="standalone: dataset name (default params base.dataset)")
     p.add_argument("--generate_html", action="store_true", help="standalone: also write the review site")
@@ -78,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                                             list(images["review_name"]))
         manifest, conflicts = tag_manifest.tag_images(images, issues, params.rules, params.taxonomy, reviews)
         write_csv(output, manifest)
+        if args.policy:
+            write_json(args.policy, params.record())
         if args.conflicts:
             write_csv(args.conflicts, conflicts)
         if args.html:

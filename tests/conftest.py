@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -338,3 +339,73 @@ def write_cifar(root: Path, *, variant: str = "cifar10", per_batch: int = 6, pac
         tar.add(folder, arcname=folder.name)
     shutil.rmtree(folder)
     return archive
+
+
+@dataclass(frozen=True)
+class PolicyExport:
+    """A Visual Layer platform export of many classes (see :func:`write_policy_export`)."""
+
+    path: Path
+    classes: list[str]
+    redundant_classes: list[str]  # classes with many near-duplicates (low uniqueness): policies over-prune them
+    images: int
+
+
+def write_policy_export(path: Path, *, n_classes: int = 120, per_class: int = 20, seed: int = 0) -> PolicyExport:
+    """``metadata.json`` of ``n_classes`` x ``per_class`` images with ImageNet-like VL signals.
+
+    Uniqueness ~ Beta(3, 4) scaled per class (x0.8-1.4; every 12th class x0.6, a "redundant"
+    class like ImageNet's garden spider), so about a fifth of images score below 0.2; VL clusters of 1-4
+    low-uniqueness images within a class (the rest singletons); issues: mislabels (3 %, confidence Beta(5, 2), with a suggested label),
+    label outliers (2 %), outliers (1 %), dark / blur / bright (1 % each, confidence U(0.5, 1)), nested
+    duplicate groups (pairs, 3 %), and user tags (0.5 %: delete, poor_quality, verified).
+    """
+    from tests.vl_fixtures import DUP_LEVELS, platform_item, write_platform_json
+
+    rng = np.random.default_rng(seed)
+    classes = [f"class_{i:03d}" for i in range(n_classes)]
+    redundant = classes[::12]
+    items = []
+    for ci, cls in enumerate(classes):
+        scale = 0.6 if cls in redundant else rng.uniform(0.8, 1.4)
+        scores = np.clip(rng.beta(3.0, 4.0, size=per_class) * scale, 0.0, 1.0)
+        cluster_of = [f"{cls}-cluster-{j}" for j in range(per_class)]
+        low = [j for j in np.argsort(scores) if scores[j] < 0.25]  # look-alikes share a cluster of 2-4
+        while len(low) >= 2:
+            size = min(len(low), int(rng.integers(2, 5)))
+            for j in low[:size]:
+                cluster_of[j] = f"{cls}-cluster-{low[0]}"
+            low = low[size:]
+        for j in range(per_class):
+            name = f"{cls}_{j:03d}.JPEG"
+            u = float(scores[j])
+            issues: list = []
+            if rng.random() < 0.03:
+                other = classes[(ci + 1 + int(rng.integers(0, n_classes - 1))) % n_classes]
+                issues.append({"issue_type": "mislabels", "confidence": round(float(rng.beta(5, 2)), 3),
+                               "suggested_label": other})
+            if rng.random() < 0.02:
+                issues.append(("label_outlier", round(float(rng.beta(4, 2)), 3)))
+            if rng.random() < 0.01:
+                issues.append(("outliers", round(float(rng.beta(4, 2)), 3)))
+            for kind in ("dark", "blurry", "bright"):
+                if rng.random() < 0.01:
+                    issues.append((kind, round(float(rng.uniform(0.5, 1.0)), 3)))
+            dups = []
+            if j % 2 == 1 and rng.random() < 0.06:
+                gid = f"{cls}-dup-{j}"
+                dups = [(DUP_LEVELS[-1], gid)]
+                items[-1]["metadata_items"].append({"type": "issue", "properties": {
+                    "issue_type": "duplicates", "confidence": 0.9, "duplicate_group_id": gid,
+                    "duplicate_threshold": DUP_LEVELS[-1]}})
+            tags = [str(rng.choice(["delete", "poor_quality", "verified"]))] if rng.random() < 0.005 else []
+            items.append(platform_item(name, issues=issues, label=cls, dup_levels=dups, tags=tags, uniqueness=round(u, 4),
+                                       cluster_id=cluster_of[j], dataset="policyset"))
+    write_platform_json(path, items)
+    return PolicyExport(path=path, classes=classes, redundant_classes=redundant, images=len(items))
+
+
+@pytest.fixture
+def policy_export(tmp_path: Path) -> PolicyExport:
+    """A 120-class VL export with realistic uniqueness and issue distributions (2,400 images)."""
+    return write_policy_export(tmp_path / "policyset" / "metadata.json")

@@ -30,3 +30,7 @@ class ExportFormatError(VLCleanError):
 
 class UnsafePathError(VLCleanError):
     """A path from untrusted input escapes its root (``..``, absolute, symlink out of tree)."""
+
+
+class ConsistencyError(VLCleanError):
+    """Counts written together disagree (e.g. kept + dropped != images): a bug to report, never ignored."""
