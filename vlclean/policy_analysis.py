@@ -152,7 +152,8 @@ def reason_table(frame: pd.DataFrame, policy: dict) -> pd.DataFrame:
 
 def _issue_table(issues: pd.Series) -> pd.DataFrame:
     """``image_id, issue_type, confidence`` from the manifest's 'type:conf;...' text (NaN: no confidence)."""
-    parts = issues.fillna("").astype(str).str.split(";").explode()
+    issues = issues.fillna("").astype(str)
+    parts = issues[issues != ""].str.split(";").explode()
     parts = parts[parts != ""]
     split = parts.str.split(":", n=1)
     out = pd.DataFrame({"image_id": parts.index, "issue_type": split.str[0].to_numpy(),
@@ -261,8 +262,10 @@ def analyze_policy(cleaned: pd.DataFrame, tagged: pd.DataFrame, policy: dict, ov
     _check(int(buckets["primary"].sum()) == dropped, f"primary buckets add up to {buckets['primary'].sum()}, not {dropped}")
 
     names = per_reason["reason"].tolist()
-    onehot = pd.crosstab(reasons["image_id"], reasons["reason"]).reindex(columns=names, fill_value=0).clip(upper=1)
-    m = onehot.to_numpy(dtype=np.int64)
+    img_codes, _ = pd.factorize(reasons["image_id"])
+    reason_codes = pd.Categorical(reasons["reason"], categories=names).codes
+    m = np.zeros((img_codes.max() + 1 if len(img_codes) else 0, len(names)), dtype=np.int64)
+    m[img_codes, reason_codes] = 1
     co = m.T @ m
     diag = np.diag(co)
     union = diag[:, None] + diag[None, :] - co
@@ -272,10 +275,10 @@ def analyze_policy(cleaned: pd.DataFrame, tagged: pd.DataFrame, policy: dict, ov
                             "reason_b": np.array(names, dtype=object)[ib.ravel()],
                             "images": co.ravel(), "jaccard": jac.ravel().round(6)})
 
-    rank = {r: i for i, r in enumerate(names)}
-    combo = (reasons.assign(o=reasons["reason"].map(rank)).sort_values(["image_id", "o"])
-             .groupby("image_id")["reason"].agg(" + ".join))
-    combinations = combo.value_counts().rename_axis("combination").rename("images").reset_index()
+    patterns, counts = np.unique(m.astype(bool), axis=0, return_counts=True) if len(m) else (m, np.array([], int))
+    combinations = pd.DataFrame({
+        "combination": pd.Series([" + ".join(np.array(names, dtype=object)[row]) for row in patterns], dtype=object),
+        "images": pd.Series(counts, dtype=np.int64)})
     combinations["reasons"] = combinations["combination"].str.count(r" \+ ") + 1
     combinations = combinations.sort_values(["images", "combination"], ascending=[False, True], ignore_index=True)
     _check(int(combinations["images"].sum()) == dropped, "reason combinations do not add up to the images dropped")

@@ -57,8 +57,8 @@ def comparison_table(rows: Iterable[dict]) -> pd.DataFrame:
                "source": _get(row, MANIFEST_METRICS, "policy.source"),
                "rule_set": _get(row, "params.yaml", "apply_tags.rule_set"),
                "policy_file": _get(row, "params.yaml", "apply_tags.policy_file"),
-               "max_class_drop": _get(row, "params.yaml", "build_manifest.max_class_drop.share"),
-               "guard": _get(row, "params.yaml", "build_manifest.max_class_drop.action")}
+               "cap_share": _get(row, "params.yaml", "build_manifest.max_class_drop.share"),
+               "cap_action": _get(row, "params.yaml", "build_manifest.max_class_drop.action")}
         for k in COUNTS:
             rec[k] = int(_get(row, MANIFEST_METRICS, f"policy.{k}") or 0)
         for k in SHARES:
