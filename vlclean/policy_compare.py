@@ -36,6 +36,20 @@ def _get(row: dict, file: str, name: str):
     return None
 
 
+def _num(value, default: float = 0.0) -> float:
+    """A metric cell as a number: DVC shows zeros and missing values as None (or the text 'None', '-')."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "-", "!")):
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _text(value) -> str | None:
+    return None if value is None or str(value).strip() in ("", "None", "-", "!") else str(value)
+
+
 def _keys_under(row: dict, file: str, prefix: str) -> dict[str, str]:
     """``{suffix: column}`` of the columns ``prefix<suffix>`` of ``file``."""
     out = {}
@@ -50,26 +64,25 @@ def comparison_table(rows: Iterable[dict]) -> pd.DataFrame:
     """One row per experiment that ran build_manifest (see module doc), most removed first."""
     out = []
     for row in rows:
-        if _get(row, MANIFEST_METRICS, "policy.images") is None:
+        if _num(_get(row, MANIFEST_METRICS, "policy.images")) == 0:
             continue
         rec = {"experiment": row.get("Experiment") or (row.get("rev") if row.get("typ") != "workspace" else "workspace"),
-               "rev": row.get("rev"), "policy": _get(row, MANIFEST_METRICS, "policy.name"),
-               "source": _get(row, MANIFEST_METRICS, "policy.source"),
-               "rule_set": _get(row, "params.yaml", "apply_tags.rule_set"),
-               "policy_file": _get(row, "params.yaml", "apply_tags.policy_file"),
-               "cap_share": _get(row, "params.yaml", "build_manifest.max_class_drop.share"),
-               "cap_action": _get(row, "params.yaml", "build_manifest.max_class_drop.action")}
+               "rev": row.get("rev"), "policy": _text(_get(row, MANIFEST_METRICS, "policy.name")),
+               "source": _text(_get(row, MANIFEST_METRICS, "policy.source")),
+               "rule_set": _text(_get(row, "params.yaml", "apply_tags.rule_set")),
+               "policy_file": _text(_get(row, "params.yaml", "apply_tags.policy_file")),
+               "cap_share": _num(_get(row, "params.yaml", "build_manifest.max_class_drop.share"), default=np.nan),
+               "cap_action": _text(_get(row, "params.yaml", "build_manifest.max_class_drop.action"))}
         for k in COUNTS:
-            rec[k] = int(_get(row, MANIFEST_METRICS, f"policy.{k}") or 0)
+            rec[k] = int(_num(_get(row, MANIFEST_METRICS, f"policy.{k}")))
         for k in SHARES:
-            rec[k] = float(_get(row, MANIFEST_METRICS, f"policy.{k}") or 0.0)
+            rec[k] = _num(_get(row, MANIFEST_METRICS, f"policy.{k}"))
         for b in BUCKETS:
-            rec[f"bucket.{b}"] = int(_get(row, MANIFEST_METRICS, f"policy.by_bucket.{b}") or 0)
+            rec[f"bucket.{b}"] = int(_num(_get(row, MANIFEST_METRICS, f"policy.by_bucket.{b}")))
         for reason, key in sorted(_keys_under(row, MANIFEST_METRICS, "policy.by_reason.").items()):
-            rec[f"reason.{reason}"] = int(row[key] or 0)
+            rec[f"reason.{reason}"] = int(_num(row[key]))
         for k in ("accuracy", "accuracy_leak_free"):
-            v = _get(row, EVAL_METRICS, k)
-            rec[k] = float(v) if v is not None else np.nan
+            rec[k] = _num(_get(row, EVAL_METRICS, k), default=np.nan)
         out.append(rec)
     if not out:
         raise VLCleanError("no experiment with the policy section of metrics/build_manifest.json in dvc exp show "
