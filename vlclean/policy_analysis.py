@@ -283,7 +283,7 @@ def analyze_policy(cleaned: pd.DataFrame, tagged: pd.DataFrame, policy: dict, ov
     combinations = combinations.sort_values(["images", "combination"], ascending=[False, True], ignore_index=True)
     _check(int(combinations["images"].sum()) == dropped, "reason combinations do not add up to the images dropped")
 
-    classes = _class_table(scoped, is_drop, reasons, over, cap, guard or {})
+    classes = _class_table(scoped, is_drop, reasons, primary, over, cap, guard or {})
     _check(int(classes["dropped"].sum()) == dropped, "per-class drops do not add up to the images dropped")
 
     dec = np.where(is_drop, "dropped", np.where(scoped["action"] == "relabel", "relabelled", "kept"))
@@ -321,8 +321,10 @@ def analyze_policy(cleaned: pd.DataFrame, tagged: pd.DataFrame, policy: dict, ov
                           by_class, guard or {})
 
 
-def _class_table(scoped: pd.DataFrame, is_drop: pd.Series, reasons: pd.DataFrame, over: OverPruning,
-                 cap: ClassDropCap, guard: dict) -> pd.DataFrame:
+def _class_table(scoped: pd.DataFrame, is_drop: pd.Series, reasons: pd.DataFrame, primary: pd.Series,
+                 over: OverPruning, cap: ClassDropCap, guard: dict) -> pd.DataFrame:
+    """Per class (worst first): images, drops, drop fraction, share per primary bucket (these add up to the
+    drop fraction), top reason, ratio to the median class, over-pruning flag and severity, guard columns."""
     cls = scoped["class_name"].astype(str)
     t = pd.DataFrame({"images": cls.groupby(cls).size(), "dropped": is_drop.groupby(cls).sum().astype(int),
                       "relabelled": (scoped["action"] == "relabel").groupby(cls).sum().astype(int)})
@@ -333,8 +335,9 @@ def _class_table(scoped: pd.DataFrame, is_drop: pd.Series, reasons: pd.DataFrame
     top = top.sort_values(["class_name", "n", "reason"], ascending=[True, False, True]).drop_duplicates("class_name")
     top_of = dict(zip(top["class_name"], top["reason"]))
     t["top_reason"] = [top_of.get(c, "") for c in t.index]
+    prim = pd.DataFrame({"bucket": primary, "class_name": primary.index.map(cls_of)})
     for b in BUCKETS:
-        per = r[r["bucket"] == b].drop_duplicates("image_id").groupby("class_name").size()
+        per = prim[prim["bucket"] == b].groupby("class_name").size()
         t[f"{b}_fraction"] = (t.index.map(per).fillna(0) / t["images"]).round(6)
     median = float(t["drop_fraction"].median()) if len(t) else 0.0
     t["ratio_to_median"] = (t["drop_fraction"] / median).round(4) if median > 0 else np.where(t["dropped"] > 0, np.inf, 0.0)
@@ -484,6 +487,7 @@ def _class_pages(a: PolicyAnalysis, folder: Path, *, cap: ClassDropCap, page_siz
     types = list(issue.columns)
     cmap = plt.get_cmap("tab10")
     median = a.metrics["median_class_drop"]
+    label_chars = int(c["class_name"].astype(str).str.len().max()) if len(c) else 5
     written = []
     for p, start in enumerate(range(0, max(len(c), 1), page_size)):
         page = c.iloc[start:start + page_size].iloc[::-1]
@@ -514,7 +518,9 @@ def _class_pages(a: PolicyAnalysis, folder: Path, *, cap: ClassDropCap, page_siz
             ax2.legend(fontsize=7, loc="lower right")
         ax1.tick_params(axis="y", labelsize=7)
         fig.suptitle(f"Classes {start + 1}-{start + len(page)} of {len(c)}, most pruned first")
-        fig.tight_layout()
+        height = fig.get_figheight()  # fixed margins: tight_layout would draw every page twice
+        fig.subplots_adjust(left=min(0.4, 0.02 + 0.0055 * label_chars), right=0.98, wspace=0.05,
+                            top=1 - 0.45 / height, bottom=0.5 / height)
         path = folder / f"classes_{p + 1:03d}.png"
         save_figure(fig, path)
         written.append(path)
