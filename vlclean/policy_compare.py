@@ -103,7 +103,7 @@ def markdown(table: pd.DataFrame) -> str:
              "reason; over-pruned: classes losing >= ratio_to_median x the median class (params build_manifest.over_pruning).",
              "", "| experiment | policy | removed | " + " | ".join(BUCKETS) + " | median class | worst class | "
              "over-pruned (high) | over cap | restored | accuracy |",
-             "|---" * (10 + len(BUCKETS)) + "|"]
+             "|---" * (9 + len(BUCKETS)) + "|"]
     for _, d in table.iterrows():
         acc = "n/a" if pd.isna(d["accuracy"]) else f"{d['accuracy']:.4f}"
         lines.append(f"| {d['experiment']} | {d['policy']} | {d['dropped']:,} of {d['images']:,} "
