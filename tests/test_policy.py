@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.apply_tags import ApplyTagsParams, tag_images
+from stages.apply_tags import ApplyTagsParams
 from tests.conftest import REPO, PolicyExport, write_params
 from vlclean.config import from_dict
 from vlclean.errors import ConsistencyError, ParamsError
 from vlclean.manifest import ManifestParams, build_cleaned_manifest
+from vlclean.tag_manifest import tag_images
 from vlclean.policy import read_team_policy, rules_from_team_policy
 from vlclean.policy_analysis import ClassDropCap, OverPruning, analyze_policy, guard_class_drops, summary_lines, write_analysis
 from vlclean.vl_ingest import read_export
@@ -54,7 +55,7 @@ def run_policy(export: PolicyExport, params: ApplyTagsParams, manifest: Manifest
         "cluster_id": media["cluster_id"].astype(str), "user_tags": media["user_tags"],
         "label_source": media["label_source"].astype(str), "match": "path", "review_name": media["file_name"],
     })
-    tagged, _ = tag_images(images, vl.issues.assign(key=vl.issues["media_key"]), params, None)
+    tagged, _ = tag_images(images, vl.issues.assign(key=vl.issues["media_key"]), params.rules, params.taxonomy, None)
     index = images[["image_id", "file_name", "split", "label", "class_name"]].assign(valid=True, error="")
     classes = pd.DataFrame({"label": range(len(export.classes)), "class_name": export.classes})
     leaks = pd.DataFrame(columns=["test_id", "train_id", "scope", "tier"])

@@ -210,6 +210,8 @@ def guard_class_drops(cleaned: pd.DataFrame, uniqueness: pd.Series, policy: dict
             out.loc[idx, "reasons"] = note + " | " + out.loc[idx, "reasons"]
             out.loc[idx, "action"] = "keep"
             out.loc[idx, "final_label"] = out.loc[idx, "label"]
+            if "in_clean_test" in out:  # a restored test image (apply_to_test) rejoins the clean view unless leaked
+                out.loc[idx, "in_clean_test"] = (out.loc[idx, "split"] == "test") & ~out.loc[idx, "leaked"].astype(bool)
             report["restored"][str(cls)] = len(chosen)
         if len(chosen) < need:
             report["still_over"].append(str(cls))
