@@ -25,7 +25,8 @@ from vlclean import cli
 from vlclean import findings as fd
 from vlclean.config import load_base, read_params_file
 from vlclean.errors import VLCleanError
-from vlclean.schema import validate_predictions
+from vlclean.csvio import read_csv
+from vlclean.schema import PREDICTIONS, validate_predictions
 from vlclean.storage import write_csv, write_json, write_text
 
 SMOKE_TEST_DATASETS = ("digits",)  # the built-in dataset: its findings check the machinery only
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(args: argparse.Namespace) -> int:
         import dvc.api
+        from dvc.exceptions import DvcException
         from dvc.repo import Repo
 
         dataset = args.dataset or load_base(args.params).dataset
@@ -84,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         def load(rev: str) -> pd.DataFrame | None:
             try:
                 text = dvc.api.read(args.predictions, repo=args.repo, rev=rev)
-            except Exception:  # noqa: BLE001 - older runs have no predictions: their McNemar is n/a, said so
+            except (FileNotFoundError, DvcException):  # runs from before evaluate wrote it: McNemar n/a, said so
                 return None
-            return validate_predictions(pd.read_csv(io.StringIO(text), dtype={"image_id": str}))
+            return validate_predictions(read_csv(io.StringIO(text), columns=PREDICTIONS))
 
         result = fd.answers(cells, rng=np.random.default_rng(0), load=load)
         commits = sorted(table["commit"].unique())
