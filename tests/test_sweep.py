@@ -23,7 +23,7 @@ TINY = {
 ARMS = [m for m in DENOISE_METHODS if m not in ("none", "vl_export")]  # vl_export needs an export of the noisy data
 
 
-def sh(repo: Path, *args: str, timeout: int = 1500) -> str:
+def sh(repo: Path, *args: str, timeout: int = 3600) -> str:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     proc = subprocess.run(list(args), cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
