@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (see README):
 #   make repro   set up .venv (pinned torch + requirements) and run the pipeline (dvc repro)
-#   make test    set up .venv if needed and run the test suite
+#   make test    set up .venv if needed (with the optional W&B extra, so its offline test runs) and run the test suite
 #   make study DATASET=fashion_mnist   queue and run studies/$(DATASET).yaml, then write reports/$(DATASET)/
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,7 +22,11 @@ $(VENV)/.installed: requirements.txt
 repro: setup
 	. $(VENV)/bin/activate && dvc repro
 
-test: setup
+$(VENV)/.installed-wandb: requirements-wandb.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-wandb.txt
+	touch $@
+
+test: setup $(VENV)/.installed-wandb
 	. $(VENV)/bin/activate && python -m pytest
 
 bench: setup

@@ -7,11 +7,14 @@ Outputs: ``--metrics`` (metrics/eval.json: accuracy, accuracy_leak_free, leak_in
          (one row per test image: image_id, actual, predicted, leaked; DVC's confusion template) + .png,
          ``--predictions`` (data/evaluate/predictions.csv, ``schema.PREDICTIONS``: image_id, label,
          predicted, correct; sorted by image_id, so two experiments pair image by image).
+W&B:     when the model was trained with ``train.wandb.enabled``, the test metrics and ``--cleaning_metrics``
+         (metrics/build_manifest.json) go to the summary of its W&B run (vlclean.tracking).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +28,7 @@ from vlclean.errors import DatasetError
 from vlclean.reporting import bar_plot, confusion_heatmap
 from vlclean.schema import validate_predictions
 from vlclean.storage import write_csv, write_json
+from vlclean.tracking import log_results
 from vlclean.training import (Device, Loader, evaluation_report, load_model, open_images, predict, prediction_table,
                               read_label_file)
 
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics", default="metrics/eval.json")
     p.add_argument("--plots", default="plots/evaluate")
     p.add_argument("--predictions", default="data/evaluate/predictions.csv")
+    p.add_argument("--cleaning_metrics", default=None,
+                   help="build_manifest's metrics JSON: logged with the test metrics to the model's W&B run, if any")
 
     def body(args: argparse.Namespace) -> int:
         params = from_dict(EvaluateParams, read_params_file(args.params).get("evaluate"), "evaluate")
@@ -76,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                  horizontal=len(names) > 30)
         write_csv(plots / "confusion.csv", report.confusion)
         confusion_heatmap(report.confusion, names, plots / "confusion.png", title="Confusion matrix (test split)")
+        if model.wandb_run is not None:
+            cleaning = json.loads(Path(args.cleaning_metrics).read_text()) if args.cleaning_metrics else None
+            log_results(model.wandb_run, test_metrics=report.metrics, cleaning=cleaning)
         m = report.metrics
         print(f"evaluate: accuracy {m['accuracy']} on {m['n_test']} test images, {m['accuracy_leak_free']} on the "
               f"{m['n_leak_free']} leak-free ones (leak inflation {m['leak_inflation']})")

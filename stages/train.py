@@ -20,7 +20,8 @@ from vlclean import cli
 from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
 from vlclean.storage import write_csv, write_json
-from vlclean.training import TrainParams, check_wandb, raw_train_labels, train
+from vlclean.tracking import check_wandb
+from vlclean.training import TrainParams, raw_train_labels, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     def body(args: argparse.Namespace) -> int:
         base = load_base(args.params)
         params = from_dict(TrainParams, read_params_file(args.params).get("train"), "train")
-        check_wandb(params.wandb)
+        check_wandb(params.wandb.enabled)
         labels = args.labels
         if params.labels == "raw":
             labels = Path(args.checkpoint_dir) / "raw_train_labels.csv"

@@ -113,46 +113,94 @@ def test_stage_rejects_bad_params_before_any_work(digits: Path, tmp_path: Path, 
     assert not (tmp_path / "out").exists()
 
 
-def test_wandb_enabled_without_the_package_fails_clearly(digits: Path, tmp_path: Path, capsys) -> None:
-    try:
-        import wandb  # noqa: F401
-        pytest.skip("wandb is installed here")
-    except ImportError:
-        pass
+def test_wandb_enabled_without_the_package_fails_clearly(digits: Path, tmp_path: Path, capsys,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "wandb", None)  # what `import wandb` meets where the extra is not installed
     params = write_params(tmp_path / "params.yaml", {"train": {**TINY, "wandb": {"enabled": True}}})
     assert train.main(train_args(digits, params, str(tmp_path / "out"))) == 2
     err = capsys.readouterr().err
-    assert "train.wandb.enabled" in err and "pip install wandb" in err
+    assert "train.wandb.enabled" in err and "pip install -e .[wandb]" in err
+    assert not (tmp_path / "out").exists()
 
 
-def test_wandb_logging_when_enabled(digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With ``wandb.enabled`` the run is initialised with the params and every epoch is logged (a stand-in
-    module records the calls: the real package is not a dependency)."""
-    calls: dict[str, list] = {"init": [], "log": [], "finish": []}
+def wandb_records(run_file: Path) -> list:
+    """The records of a W&B run file (``run-<id>.wandb``): W&B's 7-byte header, then LevelDB-log framing
+    (32 KiB blocks of ``crc32, length, type`` + data) around protobuf ``Record`` messages."""
+    from wandb.proto import wandb_internal_pb2
 
-    class FakeRun:
-        id = "run123"
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
+    records, pos, pending = [], 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        if kind == 0:
+            break
+        pending += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
 
-        def log(self, data: dict, step: int) -> None:
-            calls["log"].append((step, data))
 
-        def finish(self) -> None:
-            calls["finish"].append(True)
+def test_wandb_logs_training_test_metrics_and_cleaning_summary_offline(
+    digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real ``wandb`` package in offline mode: one run holds the params, every epoch's train and
+    validation metrics, then (from evaluate) the test metrics and the cleaning summary."""
+    pytest.importorskip("wandb", reason="the optional W&B extra is not installed: pip install -e .[wandb]")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    params = write_params(tmp_path / "params.yaml", {
+        "train": {**TINY, "epochs": 2, "max_train_images": 128, "wandb": {"enabled": True, "project": "p",
+                                                                           "mode": "offline"}},
+        "evaluate": {"batch_size": 100, "device": "cpu"}})
+    out = tmp_path / "out"
+    assert train.main(train_args(digits, params, str(out))) == 0
+    run = torch.load(out / "model.pt", map_location="cpu", weights_only=True)["wandb_run"]
+    assert run["project"] == "p" and run["mode"] == "offline"
+    cleaning = {"images": 1841, "removed": {"duplicate": 6, "leakage": 47}}
+    (tmp_path / "build_manifest.json").write_text(json.dumps(cleaning))
+    assert evaluate.main(["--params", str(params), "--raw", str(digits / "raw"), "--model", str(out / "model.pt"),
+                          "--labels", str(digits / "eval_labels.csv"), "--metrics", str(tmp_path / "eval.json"),
+                          "--plots", str(tmp_path / "plots"),
+                          "--cleaning_metrics", str(tmp_path / "build_manifest.json")]) == 0
 
-    def init(**kwargs):
-        calls["init"].append(kwargs)
-        return FakeRun()
+    run_files = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert [f.name for f in run_files] == [f"run-{run['id']}.wandb"] * 2  # train, then evaluate, one run
+    deadline = time.monotonic() + 60  # wandb's service may still be flushing a finished run's file
+    while not all([r.WhichOneof("record_type") for r in wandb_records(f)][-1:] == ["exit"] for f in run_files):
+        assert time.monotonic() < deadline, "a W&B run file never got its exit record"
+        time.sleep(0.5)
+    records = [r for f in run_files for r in wandb_records(f)]
 
-    monkeypatch.setitem(sys.modules, "wandb", type(sys)("wandb"))
-    monkeypatch.setattr(sys.modules["wandb"], "init", init, raising=False)
-    params = write_params(tmp_path / "params.yaml", {"train": {**TINY, "epochs": 2, "max_train_images": 128,
-                                                               "wandb": {"enabled": True, "project": "p",
-                                                                         "mode": "offline"}}})
-    assert train.main(train_args(digits, params, str(tmp_path / "out"))) == 0
-    (kwargs,) = calls["init"]
-    assert kwargs["project"] == "p" and kwargs["mode"] == "offline" and kwargs["config"]["epochs"] == 2
-    assert [step for step, _ in calls["log"]] == [1, 2] and "val/accuracy_leak_free" in calls["log"][0][1]
-    assert calls["finish"] == [True]
+    def items(kind: str, field: str) -> dict:
+        out: dict = {}
+        for r in records:
+            if r.WhichOneof("record_type") == kind:
+                for item in getattr(getattr(r, kind), field):
+                    out["/".join(item.nested_key) or item.key] = json.loads(item.value_json)
+        return out
+
+    config = {i.key: json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "run"
+              for i in r.run.config.update}
+    assert config["epochs"] == 2 and config["n_train"] == 128 and config["wandb"]["project"] == "p"
+    steps = [r.history.step.num for r in records if r.WhichOneof("record_type") == "history"]
+    assert steps == [1, 2]
+    history = items("history", "item")
+    assert {"train/loss", "train/accuracy", "val/accuracy", "val/accuracy_leak_free", "lr"} <= set(history)
+    summary = items("summary", "update")
+    test = json.loads((tmp_path / "eval.json").read_text())
+    assert summary["test/accuracy"] == test["accuracy"] and summary["test/leak_inflation"] == test["leak_inflation"]
+    name, accuracy = next((k, v) for k, v in test["per_class_accuracy"].items() if v is not None)
+    assert summary[f"test/per_class_accuracy/{name}"] == accuracy
+    assert summary["cleaning/images"] == 1841 and summary["cleaning/removed/leakage"] == 47
 
 
 def test_label_file_naming_an_unknown_or_invalid_image_fails_clearly(digits: Path, tmp_path: Path, capsys) -> None:

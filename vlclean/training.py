@@ -58,6 +58,7 @@ from vlclean.errors import DatasetError, ParamsError, SchemaError
 from vlclean.devices import resolve_device
 from vlclean.images import IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, load_rgb
 from vlclean.storage import atomic_path, read_csv
+from vlclean.tracking import RunLoggers, check_wandb
 
 if TYPE_CHECKING:
     import torch
@@ -541,14 +542,17 @@ def build_model(num_classes: int, *, small: bool) -> torch.nn.Module:
 
 
 def save_model(path: str | Path, model: torch.nn.Module, *, num_classes: int, image_size: int, small: bool,
-               classes: Sequence[str]) -> None:
-    """Write the model file atomically: weights plus what :func:`load_model` needs to rebuild it."""
+               classes: Sequence[str], wandb_run: dict | None = None) -> None:
+    """Write the model file atomically: weights plus what :func:`load_model` needs to rebuild it, and the
+    W&B run it was trained in, when there was one (so ``evaluate`` can add its results there)."""
     import torch
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": MODEL_FORMAT, "arch": "resnet18", "small_stem": bool(small),
                "num_classes": num_classes, "image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
                "classes": list(classes), "state_dict": state}
+    if wandb_run is not None:  # only then: without W&B the file is byte-for-byte what it always was
+        payload["wandb_run"] = dict(wandb_run)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -559,6 +563,7 @@ class LoadedModel:
     num_classes: int
     image_size: int
     classes: list[str]
+    wandb_run: dict | None = None  # the W&B run the model was trained in (see vlclean.tracking)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -577,7 +582,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     model = build_model(payload["num_classes"], small=bool(payload["small_stem"]))
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()
-    return LoadedModel(model, payload["num_classes"], payload["image_size"], list(payload["classes"]))
+    return LoadedModel(model, payload["num_classes"], payload["image_size"], list(payload["classes"]),
+                       payload.get("wandb_run"))
 
 
 # -- devices, distribution -----------------------------------------------------------------------
@@ -770,10 +776,6 @@ def _set_rng_state(state: dict) -> None:
 
 
 # -- the training run ----------------------------------------------------------------------------
-EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "val/accuracy_leak_free", "lr",
-                 "images_per_s", "epoch_seconds")
-
-
 @dataclass
 class TrainResult:
     """What a run produced; ``metrics`` is meaningful on rank 0 (``is_main``)."""
@@ -782,60 +784,6 @@ class TrainResult:
     history: list[dict]
     is_main: bool
     resumed_from_epoch: int
-
-
-class _Loggers:
-    """DVCLive (always, rank 0) and W&B (optional). On resume the DVCLive folder is rebuilt from the
-    checkpoint's history, so it never holds epochs twice or epochs the checkpoint lacks."""
-
-    def __init__(self, live_dir: Path | None, wandb_params: WandbParams, run_config: dict,
-                 wandb_id: str | None) -> None:
-        self.live = None
-        self.wandb_run = None
-        if live_dir is not None:
-            from dvclive import Live
-
-            self.live = Live(str(live_dir), resume=False, dvcyaml=False, save_dvc_exp=False, report=None)
-        if wandb_params.enabled:
-            import wandb
-
-            self.wandb_run = wandb.init(
-                project=wandb_params.project, entity=wandb_params.entity, mode=wandb_params.mode,
-                name=wandb_params.name, config=run_config, id=wandb_id, resume="allow",
-            )
-
-    @property
-    def wandb_id(self) -> str | None:
-        return None if self.wandb_run is None else self.wandb_run.id
-
-    def log_epoch(self, record: dict, *, replay: bool = False) -> None:
-        epoch = int(record["epoch"])
-        if self.live is not None:
-            self.live.step = epoch
-            for name in EPOCH_METRICS:
-                value = record.get(name)
-                if value is not None:
-                    self.live.log_metric(name, value)
-            self.live.next_step()
-        if self.wandb_run is not None and not replay:
-            self.wandb_run.log({k: v for k, v in record.items() if v is not None and k != "epoch"}, step=epoch)
-
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.end()
-        if self.wandb_run is not None:
-            self.wandb_run.finish()
-
-
-def check_wandb(params: WandbParams, key: str = "train.wandb.enabled") -> None:
-    """Fail early when W&B logging is enabled but the package is missing."""
-    if not params.enabled:
-        return
-    try:
-        import wandb  # noqa: F401
-    except ImportError as err:
-        raise ParamsError(f"params key '{key}' is true but the 'wandb' package is not installed "
-                          "(pip install wandb, or set it to false)") from err
 
 
 def _accuracy_sums(pred: Predictions, leaked: np.ndarray) -> list[float]:
@@ -870,7 +818,7 @@ def train(
     """
     import torch
 
-    check_wandb(params.wandb)
+    check_wandb(params.wandb.enabled)
     if params.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     dist_ctx = init_distributed(params.device)
@@ -1089,7 +1037,7 @@ def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_
     history = resumed.history
     run_config = {**dataclasses.asdict(params), "seed": seed, "world_size": dist_ctx.world_size,
                   "n_train": len(inputs.train_set), "n_val": len(inputs.val_set)}
-    loggers = _Loggers(live_dir, params.wandb, run_config, resumed.wandb_id) if dist_ctx.is_main else None
+    loggers = RunLoggers(live_dir, params.wandb, run_config, resumed.wandb_id) if dist_ctx.is_main else None
     if loggers is not None:
         for record in history:
             loggers.log_epoch(record, replay=True)
@@ -1112,7 +1060,8 @@ def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_
             _barrier(dist_ctx)
         if dist_ctx.is_main:
             save_model(model_path, trainer.model, num_classes=inputs.num_classes, image_size=params.image_size,
-                       small=small_stem(params.stem, params.image_size), classes=inputs.class_names)
+                       small=small_stem(params.stem, params.image_size), classes=inputs.class_names,
+                       wandb_run=loggers.run_info())
     finally:
         if loggers is not None:
             loggers.close()
