@@ -62,3 +62,38 @@ def test_readme_starts_with_two_commands_and_ci_runs_the_second() -> None:
 
 def test_repo_config_turns_analytics_off() -> None:
     assert re.search(r"analytics\s*=\s*false", (REPO / ".dvc" / "config").read_text())
+
+
+def test_every_plot_renders_once_and_every_stage_explains_itself(repo_copy: Path) -> None:
+    """A file drawn by a named plot is not also a stage plot (DVC would render it twice, the second time
+    with the default template); `dvc plots show` renders exactly the named plots plus the stage plots;
+    `dvc stage list` has a description for every stage; rendered plots stay out of git."""
+    import yaml
+
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    named, drawn = [], set()
+    for entry in pipeline["plots"]:
+        if isinstance(entry, str):
+            named.append(entry)
+            drawn.add(entry)
+            continue
+        ((title, spec),) = entry.items()
+        named.append(title)
+        drawn |= set(spec["y"]) if isinstance(spec.get("y"), dict) else {title}
+    stage_plots = [next(iter(p)) if isinstance(p, dict) else p
+                   for stage in pipeline["stages"].values() for p in stage.get("plots", [])]
+    assert not drawn & set(stage_plots), "drawn by a named plot and declared as a stage plot too"
+    assert not any(p.startswith(d.rstrip("/") + "/") for p in stage_plots for d in drawn)
+    shown = json.loads(dvc(repo_copy, "plots", "show", "--json"))["data"]
+
+    def declared_by(plot_id: str) -> list[str]:  # a folder entry renders as one plot per file in it
+        return [d for d in named + stage_plots if plot_id == d or plot_id.startswith(d.rstrip("/") + "/")]
+
+    assert all(len(declared_by(i)) == 1 for i in shown), [(i, declared_by(i)) for i in shown]
+    assert {d for i in shown for d in declared_by(i)} == set(named + stage_plots)
+    undescribed = [name for name, stage in pipeline["stages"].items() if not stage.get("desc")]
+    assert not undescribed, f"stages without desc: {undescribed}"
+    listed = dvc(repo_copy, "stage", "list")
+    assert all(stage["desc"] in listed for stage in pipeline["stages"].values())
+    ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", "dvc_plots/index.html"], cwd=REPO)
+    assert ignored.returncode == 0, "dvc_plots/ is not git-ignored"
