@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -24,8 +23,8 @@ from vlclean.config import BaseParams, check_range, from_dict, read_params_file
 from vlclean.datasets import RawDataset
 from vlclean.embeddings import build_embedder
 from vlclean.encode import EncodeOptions, encode_dataset, load_embeddings, pixel_features
-from vlclean.errors import ParamsError
-from vlclean.storage import write_csv, write_json
+from vlclean.errors import DatasetError, ParamsError
+from vlclean.storage import scratch_dir, write_csv, write_json
 from vlclean.vl_export import DetectParams, analyze, export_table, write_export_json
 
 # cleanlab.filter.find_label_issues filter_by choices
@@ -92,9 +91,20 @@ class AnalyzeParams:
         check_range(prefix, "detect.quality.bright_above", self.detect.quality.bright_above, 0, 255)
 
 
+def require_two_classes(raw: RawDataset, where: Path) -> None:
+    """Mislabel detection compares classes: a dataset of one class is refused before any work."""
+    valid = raw.index().query("valid")
+    names = sorted(valid["class_name"].astype(str).unique())
+    if len(names) < 2:
+        found = f"only class '{names[0]}'" if names else "no valid image"
+        raise DatasetError(f"{where}: analyze needs valid images of at least two classes (mislabel detection "
+                           f"compares them); found {found}. An ImageFolder tree holds one folder per class")
+
+
 def run(raw_dir: Path, features_dir: Path, export: Path, export_csv: Path, metrics: Path | None, plots: Path | None,
         work_dir: Path, base: BaseParams, p: AnalyzeParams) -> dict:
     raw = RawDataset.open(raw_dir)
+    require_two_classes(raw, raw_dir)
     e = p.embedding
     features = encode_dataset(
         raw, features_dir, work_dir=work_dir,
@@ -152,10 +162,10 @@ def standalone(images_dir: Path, export: Path, export_csv: Path, base: BaseParam
     """Analyze an ImageFolder tree without DVC: convert it to a temporary raw dataset first."""
     from stages.download import DownloadParams, FolderParams, convert
 
-    with tempfile.TemporaryDirectory(prefix="vlclean-analyze-") as tmp:
-        t = Path(tmp)
+    with scratch_dir("vlclean-analyze-") as t:
         dl = DownloadParams(source="folder", workers=p.workers, folder=FolderParams(root=str(images_dir), no_split="train"))
         convert(dl, base.seed, t / "raw", t / "work")
+        require_two_classes(RawDataset.open(t / "raw"), images_dir)
         quarantine = RawDataset.open(t / "raw").quarantine()
         for row in quarantine.itertuples():
             print(f"unreadable: {row.source}: {row.error}")

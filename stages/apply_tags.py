@@ -14,7 +14,6 @@ Standalone, without DVC or images (one row per exported image; the site goes to 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from vlclean.datasets import RawDataset
 from vlclean.errors import ExportFormatError, ParamsError
 from vlclean.policy import policy_record, read_team_policy
 from vlclean.reporting import bar_plot
-from vlclean.storage import write_csv, write_json
+from vlclean.storage import scratch_dir, write_csv, write_json
 from vlclean.tagging import Rule, TagDef, validate_rules
 from vlclean.vl_ingest import extract_images, read_export
 
@@ -123,7 +122,7 @@ def standalone(export_path: Path, dataset: str, output: Path, args: argparse.Nam
     if site is not None:
         manifest = manifest.assign(class_name=manifest["label"].fillna(""))
         class_names = sorted({str(x) for x in manifest["class_name"] if x})
-        with tempfile.TemporaryDirectory(prefix="vl_images_") as tmp:
+        with scratch_dir("vl_images_") as tmp:
             try:
                 folder = extract_images(export, tmp)
             except ExportFormatError:  # the export holds no images: placeholders

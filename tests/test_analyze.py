@@ -129,3 +129,16 @@ def test_standalone_on_a_plain_class_folder_tree(tmp_path: Path, capsys: pytest.
     broken = [i for i in export["media_items"] if i["file_name"] == "broken.png"][0]
     assert broken["metadata_items"][1]["properties"]["issue_type"] == "invalid"
     assert out.with_suffix(".csv").exists()
+
+
+def test_standalone_on_a_one_class_tree_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tree = tmp_path / "photos"
+    (tree / "cat").mkdir(parents=True)
+    for i in range(6):
+        (tree / "cat" / f"cat{i}.png").write_bytes(png_bytes(i))
+    params = write_params(tmp_path / "params.yaml", {"analyze": {"embedding": {"model": "pixels"}}})
+    rc = analyze.main(["--params", str(params), "--images_dir", str(tree), "--output", str(tmp_path / "x.json")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"{tree}: analyze needs valid images of at least two classes" in err and "only class 'cat'" in err
+    assert "Traceback" not in err and not (tmp_path / "x.json").exists()

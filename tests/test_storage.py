@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from vlclean import storage
-from vlclean.storage import atomic_dir, atomic_path, write_csv
+from vlclean.storage import atomic_dir, atomic_path, scratch_dir, write_csv
 
 
 def test_atomic_file_keeps_old_content_on_crash(tmp_path: Path) -> None:
@@ -88,3 +88,29 @@ def test_a_large_new_directory_is_flushed_with_one_sync(tmp_path: Path, disk_eve
         for i in range(storage._FSYNC_MAX_FILES + 1):
             (tmp / f"{i}.jpg").write_bytes(b"x")
     assert [call for call, _ in disk_events] == ["sync", "replace", "fsync"]
+
+
+def test_scratch_folders_of_killed_runs_are_swept_by_the_next_run(tmp_path: Path) -> None:
+    """A run SIGKILLed inside a scratch folder leaves it behind; the next run's scratch_dir removes it,
+    never the folder of a process that is still alive."""
+    import signal
+    import subprocess
+    import sys
+
+    killed = ("import os, signal, sys; from vlclean.storage import scratch_dir\n"
+              "with scratch_dir('vl_zip_', sys.argv[1]) as tmp:\n"
+              "    (tmp / 'metadata.parquet').write_bytes(b'x' * 1000)\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", killed, str(tmp_path)], cwd=Path(__file__).parents[1])
+    assert proc.returncode == -signal.SIGKILL
+    (left,) = tmp_path.iterdir()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f"vl_zip_{storage._owner().rsplit('-', 1)[0]}-{alive.pid}.abc"
+        live.mkdir()
+        with scratch_dir("vl_zip_", tmp_path) as mine:
+            assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, mine.name])
+        assert [p.name for p in tmp_path.iterdir()] == [live.name]
+    finally:
+        alive.kill()
+        alive.wait()

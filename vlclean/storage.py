@@ -12,6 +12,8 @@ crash shortly after a "successful" write could leave the new name pointing at em
 Temporaries are hidden siblings named ``.<name>.<host>-<pid>.<random>.tmp`` (the previous version of a
 directory being swapped out: ``.<name>.<host>-<pid>.old``). A process killed with SIGKILL cannot remove
 its own; the next write of the same path removes those whose process on this host is gone.
+Scratch folders (:func:`scratch_dir`, e.g. a standalone command's temporary dataset) are swept the
+same way by the next run that asks for one.
 """
 
 from __future__ import annotations
@@ -105,6 +107,25 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
             sibling.unlink(missing_ok=True)
         removed.append(sibling)
     return removed
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, parent: str | Path | None = None) -> Iterator[Path]:
+    """A temporary folder ``<parent>/<prefix><host>-<pid>.<random>`` (default parent: the system's temp
+    folder), removed on exit. A process killed with SIGKILL runs no cleanup, so entering first removes
+    the folders of the same prefix whose process on this host is gone: the next run sweeps them."""
+    parent = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    host = _owner().rsplit("-", 1)[0]
+    pattern = re.compile(rf"{re.escape(prefix)}{re.escape(host)}-(\d+)\.[^/]+")
+    for stale in parent.glob(f"{glob.escape(prefix)}{host}-*"):
+        match = pattern.fullmatch(stale.name)
+        if match and not _alive(int(match.group(1))) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{_owner()}.", dir=parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

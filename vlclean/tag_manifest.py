@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pandas as pd
 
 from vlclean.datasets import folder_paths
 from vlclean.errors import UnsafePathError
+from vlclean.storage import scratch_dir
 from vlclean.review import REVIEW_COLUMNS, ThumbnailSpool, read_reviews_csv, safe_thumbnail, write_review_site
 from vlclean.tagging import MANIFEST_COLUMNS, Rule, TagDef, apply_reviews, decide
 from vlclean.vl_ingest import VLExport
@@ -151,7 +151,7 @@ def write_review(folder: str | Path, manifest: pd.DataFrame, images: Iterator[tu
     """
     items = review_items(manifest)
     wanted = set(items["image_id"])
-    with tempfile.TemporaryDirectory(prefix="vl_review_") as tmp:
+    with scratch_dir("vl_review_") as tmp:
         spool = ThumbnailSpool(tmp)
         try:
             for image_id, data in images or ():

@@ -7,13 +7,13 @@ Images are not extracted while reading (:func:`extract_images` unpacks them on d
 from __future__ import annotations
 
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from vlclean.errors import ExportFormatError, UnsafePathError
+from vlclean.storage import scratch_dir
 from vlclean.vl_ingest.limits import IngestLimits, LimitExceededError
 from vlclean.vl_ingest.model import Part, Reader, VLExport
 from vlclean.vl_ingest.platform_json import read_json_stream
@@ -119,7 +119,7 @@ def read_platform_zip(path: Path, *, progress: bool, limits: IngestLimits | None
             except (zipfile.BadZipFile, EOFError, OSError) as err:
                 raise ExportFormatError(f"{display}: cannot decompress ({err})") from err
         else:
-            with tempfile.TemporaryDirectory(prefix="vl_zip_") as tmp:
+            with scratch_dir("vl_zip_") as tmp:
                 local = Path(tmp) / "metadata.parquet"
                 try:
                     with _Bounded(zf.open(layout.member), path, info) as src, local.open("wb") as dst:
