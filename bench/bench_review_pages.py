@@ -76,7 +76,8 @@ def _manifest(n: int, rng: np.random.Generator):
 
 def child(kind: str, n: int, out: Path) -> None:
     from vlclean import tag_manifest
-    from vlclean.review import ThumbnailSpool, render_review_page, safe_thumbnail, write_review_page, write_review_site
+    from vlclean.review import ThumbnailSpool, render_review_page, safe_thumbnail, write_review_site
+    from vlclean.storage import write_text
 
     rng = np.random.default_rng(0)
     thumbs = [safe_thumbnail(b) for b in _jpegs(rng)]  # made once: the bench measures pages, not Pillow
@@ -98,7 +99,7 @@ def child(kind: str, n: int, out: Path) -> None:
         else:  # the old path: one page, every thumbnail in memory
             by_id = {i: thumbs[k % DISTINCT] for k, i in enumerate(items["image_id"])}
             text = render_review_page(items, thumbnails=by_id, taxonomy=taxonomy, class_names=classes, title="bench")
-            write_review_page(Path(tmp) / "review.html", text)
+            write_text(Path(tmp) / "review.html", text)
             sizes, index = [len(text.encode("utf-8"))], 0
         seconds = time.perf_counter() - start
     out.write_text(json.dumps({"images": n, "pages": len(sizes), "max_page_bytes": max(sizes),

@@ -187,9 +187,10 @@ def test_hub_source_from_local_shards(tmp_path: Path) -> None:
 
 
 def test_hub_ids_without_paths_and_imagenet_wnids(tmp_path: Path) -> None:
-    from vlclean.datasets.imagenet import imagenet1k_classes
+    from timm.data import ImageNetInfo
 
-    wnids, names = imagenet1k_classes()
+    info = ImageNetInfo("imagenet-1k")
+    names = [info.index_to_description(i) for i in range(info.num_classes())]
     hub = write_hub_shards(tmp_path / "hub", {"train": 10, "val": 4}, names=names, with_paths=False)
     rc, raw = run_download(tmp_path, {"download": {"source": "hf", "hf": {"local_dir": str(hub)}}})
     assert rc == 0

@@ -19,13 +19,13 @@ from PIL import Image
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, png_bytes, require_browser
 from vlclean.errors import VLCleanError
+from vlclean.storage import write_text
 from vlclean.review import (
     REVIEW_COLUMNS,
     ReviewError,
     read_reviews_csv,
     render_review_page,
     thumbnail_data_uri,
-    write_review_page,
     write_review_site,
 )
 
@@ -70,7 +70,7 @@ def review_page(tmp_path: Path) -> Path:
     html_text = render_review_page(items, thumbnails=thumbs, taxonomy=TAXONOMY, class_names=CLASSES,
                                    title="Review <ImageNet> & friends")
     path = tmp_path / "site" / "review.html"
-    write_review_page(path, html_text)
+    write_text(path, html_text)
     return path
 
 

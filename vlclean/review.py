@@ -50,7 +50,7 @@ import pandas as pd
 
 from vlclean.csvio import unescape_formula
 from vlclean.errors import VLCleanError
-from vlclean.storage import atomic_dir, atomic_path
+from vlclean.storage import atomic_dir
 
 REVIEW_COLUMNS: tuple[str, ...] = ("file_name", "tag", "action", "new_label", "reviewer", "note")
 REVIEW_ACTIONS: tuple[str, ...] = ("keep", "drop", "relabel", "review")
@@ -153,12 +153,6 @@ def render_review_page(
     ordered = _display_order(parsed)
     with_thumbs = [_with_thumbnail(it, thumbnails) for it in ordered]
     return _render(with_thumbs, tags=tags, classes=classes, title=title, reviews_file_name=reviews_file_name)
-
-
-def write_review_page(path: str | Path, html_text: str) -> None:
-    """Write the page atomically (a temp sibling renamed into place), UTF-8."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(html_text, encoding="utf-8")
 
 
 def thumbnail_data_uri(data: bytes | None) -> tuple[str | None, str]:

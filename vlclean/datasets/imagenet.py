@@ -19,12 +19,6 @@ def _imagenet_info() -> tuple[list[str], list[str]]:
     return wnids, names
 
 
-def imagenet1k_classes() -> tuple[list[str], list[str]]:
-    """``(wnids, names)`` of the 1,000 ImageNet-1K classes in the standard (sorted wnid) order."""
-    wnids, names = _imagenet_info()
-    return list(wnids), list(names)
-
-
 def class_names_for(class_ids: Sequence[str]) -> list[str]:
     """Human-readable names for class ids: ImageNet names for WordNet ids, else the id itself."""
     if not any(WNID.match(c) for c in class_ids):

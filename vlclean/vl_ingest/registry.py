@@ -24,7 +24,6 @@ READERS: tuple[Reader, ...] = (
     fastdup.READER,
 )
 FORMATS: tuple[str, ...] = tuple(r.name for r in READERS)
-_BY_NAME = {r.name: r for r in READERS}
 
 
 def detect(path: str | Path, limits: IngestLimits | None = None) -> tuple[Probe, Reader]:
@@ -54,6 +53,3 @@ def read_one(path: str | Path, options: ReadOptions) -> Part:
     probe, reader = detect(path, options.limits)
     return reader.read(probe, options)
 
-
-def reader_named(name: str) -> Reader:
-    return _BY_NAME[name]
