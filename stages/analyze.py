@@ -4,6 +4,10 @@ Inputs:  ``--raw`` (data/raw), params ``base``, ``analyze``.
 Outputs: ``--features`` (data/features: features.parquet, embeddings/), ``--export`` (VL JSON, schema
          1.1) and ``--export_csv`` (one row per image x issue), ``--metrics`` (counts; precision and
          recall against the planted truth), ``--plots`` (issue counts, mislabel confidence).
+Decode once: each image is decoded exactly once here, and everything later stages need from its pixels
+(hashes of its mirror and centre crops, grey thumbnails, the embedding) lands in ``--features``.
+Scale-out: ``torchrun --nproc_per_node G -m stages.analyze ...`` encodes whole raw shards per rank
+(gloo on CPU, nccl on GPUs); rank 0 assembles the features and runs the detectors.
 Standalone, without DVC, on any ImageFolder tree (labels = class folder names):
          ``python -m stages.analyze --images_dir DIR --output export.json``
 """
@@ -21,9 +25,10 @@ from vlclean import cli
 from vlclean.analysis_report import analysis_metrics, write_analysis_plots
 from vlclean.config import BaseParams, check_range, from_dict, read_params_file
 from vlclean.datasets import RawDataset
-from vlclean.embeddings import build_embedder
-from vlclean.encode import EncodeOptions, encode_dataset, load_embeddings, pixel_features
+from vlclean.embeddings import build_embedder, torchrun_group
+from vlclean.encode import EncodeOptions, encode_dataset, load_embeddings, load_label_features
 from vlclean.errors import DatasetError, ParamsError
+from vlclean.leaks import LeakParams
 from vlclean.storage import scratch_dir, write_csv, write_json
 from vlclean.vl_export import DetectParams, analyze, export_table, write_export_json
 
@@ -54,6 +59,7 @@ class AnalyzeParams:
     # network-free pixel representation (better for tiny images such as the built-in 32 px digits)
     label_features: Literal["embedding", "pixels"] = "embedding"
     label_pixels_side: int = 8  # side of the grey thumbnail when label_features is pixels
+    thumbnail_side: int = 16  # grey thumbnails stored for pixel features (noise, denoise: any side up to it)
     detect: DetectParams = field(default_factory=DetectParams)
 
     def validate(self, prefix: str) -> None:
@@ -86,6 +92,10 @@ class AnalyzeParams:
                               f"{self.detect.mislabels.classifier!r} is not one of ['knn', 'logistic', 'svm']")
         check_range(prefix, "detect.mislabels.repeats", self.detect.mislabels.repeats, 1, 10)
         check_range(prefix, "label_pixels_side", self.label_pixels_side, 4, 64)
+        check_range(prefix, "thumbnail_side", self.thumbnail_side, 4, 64)
+        if self.label_pixels_side > self.thumbnail_side:
+            raise ParamsError(f"params key '{prefix}.label_pixels_side': {self.label_pixels_side} exceeds "
+                              f"{prefix}.thumbnail_side {self.thumbnail_side}")
         check_range(prefix, "detect.mislabels.folds", self.detect.mislabels.folds, 2, 20)
         check_range(prefix, "detect.quality.dark_below", self.detect.quality.dark_below, 0, 255)
         check_range(prefix, "detect.quality.bright_above", self.detect.quality.bright_above, 0, 255)
@@ -102,22 +112,29 @@ def require_two_classes(raw: RawDataset, where: Path) -> None:
 
 
 def run(raw_dir: Path, features_dir: Path, export: Path, export_csv: Path, metrics: Path | None, plots: Path | None,
-        work_dir: Path, base: BaseParams, p: AnalyzeParams) -> dict:
+        work_dir: Path, base: BaseParams, p: AnalyzeParams, crop_scales: list[float]) -> dict | None:
+    """Encode (every rank under torchrun), then detect and export (rank 0; other ranks return None)."""
     raw = RawDataset.open(raw_dir)
     require_two_classes(raw, raw_dir)
     e = p.embedding
-    features = encode_dataset(
-        raw, features_dir, work_dir=work_dir,
-        make_embedder=lambda: build_embedder(e.model, input_size=e.input_size, batch_size=e.batch_size,
-                                             device=e.device, weights_path=e.weights_path,
-                                             allow_download=e.allow_download),
-        embedder_key={"model": e.model, "input_size": e.input_size, "weights_path": e.weights_path},
-        options=EncodeOptions(workers=p.workers, chunk_size=p.chunk_size, draft=p.draft, dtype=e.dtype,
-                             blur_side=p.blur_side),
-    )
+    options = EncodeOptions(workers=p.workers, chunk_size=p.chunk_size, draft=p.draft, dtype=e.dtype,
+                            blur_side=p.blur_side, thumbnail_side=p.thumbnail_side, crop_scales=tuple(crop_scales))
+    with torchrun_group(e.device) as group:
+        features = encode_dataset(
+            raw, features_dir, work_dir=work_dir,
+            make_embedder=lambda: build_embedder(e.model, input_size=e.input_size, batch_size=e.batch_size,
+                                                 device=group.device, weights_path=e.weights_path,
+                                                 allow_download=e.allow_download),
+            embedder_key={"model": e.model, "input_size": e.input_size, "weights_path": e.weights_path},
+            options=options, rank=group.rank, world_size=group.world_size, barrier=group.barrier,
+        )
+    if features is None:
+        return None
     index, classes = raw.index(), raw.classes()
     emb = load_embeddings(features_dir)[features["valid"].to_numpy()]
-    label_features = pixel_features(raw, features, side=p.label_pixels_side) if p.label_features == "pixels" else None
+    label_features = None
+    if p.label_features == "pixels":
+        label_features = load_label_features(features_dir, "pixels", side=p.label_pixels_side)[1]
     detect = dataclasses.replace(p.detect, seed=base.seed)
     result = analyze(index, features, emb, classes, detect, label_features=label_features)
     write_export_json(export, result, classes, base.dataset)
@@ -146,19 +163,22 @@ def main(argv: list[str] | None = None) -> int:
         data = read_params_file(args.params) if Path(args.params).exists() else {}
         base = from_dict(BaseParams, data.get("base"), "base")
         params = from_dict(AnalyzeParams, data.get("analyze"), "analyze")
+        crop_scales = from_dict(LeakParams, data.get("detect_leaks"), "detect_leaks").crop_scales
         export = Path(args.output or args.export or f"data/vl/{base.dataset}_vl_export.json")
         export_csv = Path(args.export_csv) if args.export_csv else export.with_suffix(".csv")
         if args.images_dir:
-            return standalone(Path(args.images_dir), export, export_csv, base, params)
+            return standalone(Path(args.images_dir), export, export_csv, base, params, crop_scales)
         m = run(Path(args.raw), Path(args.features), export, export_csv, Path(args.metrics), Path(args.plots),
-                Path(args.work_dir), base, params)
-        print(f"analyze: {m['issue_counts']}")
+                Path(args.work_dir), base, params, crop_scales)
+        if m is not None:
+            print(f"analyze: {m['issue_counts']}")
         return 0
 
     return cli.run(body, p, argv)
 
 
-def standalone(images_dir: Path, export: Path, export_csv: Path, base: BaseParams, p: AnalyzeParams) -> int:
+def standalone(images_dir: Path, export: Path, export_csv: Path, base: BaseParams, p: AnalyzeParams,
+               crop_scales: list[float]) -> int:
     """Analyze an ImageFolder tree without DVC: convert it to a temporary raw dataset first."""
     from stages.download import DownloadParams, FolderParams, convert
 
@@ -169,7 +189,9 @@ def standalone(images_dir: Path, export: Path, export_csv: Path, base: BaseParam
         quarantine = RawDataset.open(t / "raw").quarantine()
         for row in quarantine.itertuples():
             print(f"unreadable: {row.source}: {row.error}")
-        m = run(t / "raw", t / "features", export, export_csv, None, None, t / "work-analyze", base, p)
+        m = run(t / "raw", t / "features", export, export_csv, None, None, t / "work-analyze", base, p, crop_scales)
+        if m is None:
+            return 0
     print(f"analyze: {m['images']} images, issues {m['issue_counts']}; export written to {export}")
     return 0
 

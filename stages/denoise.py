@@ -1,7 +1,8 @@
 """denoise: clean the (noisy) train labels by one arm: none, oracle (simulated), cleanlab, analyzer, or a VL export.
 
-Inputs:  ``--noisy`` (data/noise/train_labels.csv with the truth of every flip), ``--raw``, ``--features``,
-         params ``base``, ``denoise`` (and, for the analyzer arm, ``analyze`` and ``apply_tags``);
+Inputs:  ``--noisy`` (data/noise/train_labels.csv with the truth of every flip), ``--raw`` (its tables only,
+         never the image bytes), ``--features``, params ``base``, ``denoise`` (and, for the analyzer arm,
+         ``analyze`` and ``apply_tags``);
          ``denoise.vl_export``: a Visual Layer export of the noisy dataset (arm vl_export).
 Outputs: ``--output`` (data/denoise/train_labels.csv: image_id, label: what train uses),
          ``--metrics`` (precision, recall and F1 of the detection against the actual flips, the recall
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         true = noisy_frame["true_label"].to_numpy(dtype=np.int64)
         noisy = noisy_frame["label"].to_numpy(dtype=np.int64)
         rng = np.random.default_rng((params.seed if params.seed is not None else base.seed) + 1)
-        raw = RawDataset.open(args.raw)
+        raw = RawDataset.open(args.raw, images=False)  # decode once: the tables, never the bytes
         classes = raw.classes().sort_values("label")
         n_classes = len(classes)
         extra: dict = {}
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         elif params.method == "oracle":
             hardness = other = other_than_true = None
             if params.miss == "hardest" or params.action == "relabel":
-                x = feature_matrix(raw, args.features, ids, kind=params.features, side=params.pixels_side)
+                x = feature_matrix(args.features, ids, kind=params.features, side=params.pixels_side)
                 hardness = margins(true, neighbours(x, params.k)) if params.miss == "hardest" else None
                 other = best_other_class(x, noisy, n_classes)
                 other_than_true = best_other_class(x, noisy, n_classes, exclude=true)
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 kind, side, mp, threshold = analyzer_setup(args.params)
                 extra = {"analyzer": {"label_features": kind, **dataclasses.asdict(mp), "min_confidence": threshold}}
-            x = feature_matrix(raw, args.features, ids, kind=kind, side=side)
+            x = feature_matrix(args.features, ids, kind=kind, side=side)
             probs = out_of_sample_probs(x, noisy, n_classes, mp, base.seed)
             flag, confidence = find_mislabels(probs, noisy, mp)
             r = predicted_denoise(flag & (confidence >= threshold), noisy, probs.argmax(axis=1), action=params.action)

@@ -4,7 +4,7 @@ Inputs:  ``--raw`` (data/raw), ``--features`` (data/features), params ``base``, 
 Outputs: ``--output`` (data/manifests/<dataset>_leaks_report.csv: one row per pair, every scope),
          ``--by_test`` (one row per test image), ``--metrics`` (leaked counts per tier/method; on the
          built-in dataset precision/recall per transform), ``--plots`` (distances, calibration curve).
-Standalone, without DVC, on two ImageFolder trees (features computed on the fly):
+Standalone, without DVC, on two ImageFolder trees (files streamed and hashed as they are read):
          ``python -m stages.detect_leaks --dataset imagenet1k --train_dir TRAIN --test_dir VAL
          --output F.csv --methods perceptual``
 """
@@ -13,74 +13,31 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from vlclean import cli
 from vlclean.config import from_dict, read_params_file
-from vlclean.datasets import RawDataset, folder_paths
-from vlclean.encode import load_embeddings, load_features
-from vlclean.features import centre_crop_hashes
-from vlclean.leaks import (LeakParams, Side, calibration, find_leaks, leak_metrics, leaks_by_test, score_leaks)
+from vlclean.leaks import (LeakParams, Side, calibration, dataset_sides, find_leaks, folder_side, leak_metrics,
+                           leaks_by_test, score_leaks)
 from vlclean.reporting import distance_histogram_plot, line_plot
 from vlclean.storage import write_csv, write_json
 
 
-def dataset_sides(raw_dir: Path, features_dir: Path, p: LeakParams) -> tuple[Side, Side, pd.DataFrame]:
-    """The test and train sides of the raw dataset (test side with its centre-crop hashes)."""
-    need_embeddings, methods, crop_scales = "embedding" in p.methods, p.methods, p.crop_scales
-    raw = RawDataset.open(raw_dir)
-    index = raw.index()
-    features = load_features(features_dir)
-    emb = load_embeddings(features_dir) if need_embeddings else None
-    paths = folder_paths(index).to_numpy()
-
-    def side(split: str) -> Side:
-        rows = np.flatnonzero(index["split"].to_numpy() == split)
-        return Side(ids=index["image_id"].to_numpy()[rows], paths=paths[rows],
-                    features=features.iloc[rows].reset_index(drop=True),
-                    embeddings=None if emb is None else emb[rows])
-
-    test = side("test")
-    data = raw.read_images(test.ids)
-    crops = centre_crop_hashes([data[i] for i in test.ids], crop_scales) if "perceptual" in methods else {}
-    return dataclasses.replace(test, crop_hashes=crops), side("train"), raw.truth()
-
-
-def folder_side(root: Path, p: LeakParams, workers: int, params_file: str) -> Side:
-    """Features (and embeddings if needed) of every file below ``root``; unreadable ones reported."""
-    from stages.analyze import AnalyzeParams
-    from vlclean.datasets.folder import list_image_files
-    from vlclean.embeddings import build_embedder
-    from vlclean.features import compute_features
-    from vlclean.images import load_rgb
-
-    files, refused = list_image_files(root)
-    for rel, why in refused:
-        print(f"skipped: {root / rel}: {why}", file=sys.stderr)
-    items = [(str(root / rel), (root / rel).read_bytes()) for rel in files]
-    features = compute_features(items, workers=workers, progress=True)
-    for row in features.loc[~features["valid"]].itertuples():
-        print(f"unreadable: {row.image_id}: {row.error}", file=sys.stderr)
-    emb = None
+def standalone_sides(train_dir: Path, test_dir: Path, p: LeakParams, workers: int, params_file: str) -> tuple[Side, Side]:
+    """The two ImageFolder trees as sides (streamed; the embedder from params ``analyze.embedding``)."""
+    embedder = None
     if "embedding" in p.methods:
+        from stages.analyze import AnalyzeParams
+        from vlclean.embeddings import build_embedder
+
         data = read_params_file(params_file) if Path(params_file).exists() else {}
         e = from_dict(AnalyzeParams, data.get("analyze"), "analyze").embedding
         embedder = build_embedder(e.model, input_size=e.input_size, batch_size=e.batch_size, device=e.device,
                                   weights_path=e.weights_path, allow_download=e.allow_download)
-        valid = features["valid"].to_numpy()
-        emb = np.zeros((len(items), embedder.dim), dtype=np.float32)
-        size = (e.input_size, e.input_size)
-        rows = np.flatnonzero(valid)
-        for start in range(0, len(rows), embedder.batch_size):
-            batch = rows[start : start + embedder.batch_size]
-            emb[batch] = embedder.embed([load_rgb(items[r][1], draft_size=size) for r in batch])
-    paths = np.array([str(root / rel) for rel in files], dtype=object)
-    crops = centre_crop_hashes([d for _, d in items], p.crop_scales) if "perceptual" in p.methods else {}
-    return Side(ids=paths.copy(), paths=paths, features=features, embeddings=emb, crop_hashes=crops)
+    return (folder_side(test_dir, p, test=True, embedder=embedder, workers=workers),
+            folder_side(train_dir, p, test=False, embedder=embedder, workers=workers))
 
 
 def report(pairs: pd.DataFrame, test: Side, truth: pd.DataFrame, p: LeakParams, train: Side,
@@ -134,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.train_dir or args.test_dir:
             if not (args.train_dir and args.test_dir):
                 raise cli.UsageError("--train_dir and --test_dir go together")
-            train = folder_side(Path(args.train_dir), params, args.workers, args.params)
-            test = folder_side(Path(args.test_dir), params, args.workers, args.params)
+            test, train = standalone_sides(Path(args.train_dir), Path(args.test_dir), params, args.workers, args.params)
             params = dataclasses.replace(params, scopes=["test-train", "test-test", "train-train"])
             truth = pd.DataFrame(columns=["issue", "image_id", "related_image_id", "detail"])
         else:

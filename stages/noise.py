@@ -1,8 +1,8 @@
 """noise: flip a share of the train labels by one of seven noise models (random, centroid, nn, border, cluster,
 pair, idn).
 
-Inputs:  ``--train_labels`` (the cleaned train set from build_manifest), ``--raw``, ``--features``,
-         params ``base``, ``noise``.
+Inputs:  ``--train_labels`` (the cleaned train set from build_manifest), ``--raw`` (its tables only, never the
+         image bytes), ``--features``, params ``base``, ``noise``.
 Outputs: ``--output`` (data/noise/train_labels.csv: image_id, label (noisy), true_label, flipped: the
          truth of every flip), ``--metrics`` (actual rate, largest off-diagonal share per class, mean
          margin percentile of the flipped images), ``--plots`` (transition.csv: one row per train image,
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     def body(args: argparse.Namespace) -> int:
         base = load_base(args.params)
         params = from_dict(NoiseParams, read_params_file(args.params).get("noise"), "noise")
-        raw = RawDataset.open(args.raw)
+        raw = RawDataset.open(args.raw, images=False)  # decode once: the tables, never the bytes
         classes = raw.classes().sort_values("label")
         names = classes["class_name"].astype(str).tolist()
         train = read_csv(args.train_labels)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = resolve_pairs(params.pairs, classes) if canonical_kind(params.kind) == "pair" else {}
         feats = margin = nbrs = None
         if params.rate > 0:  # features also give the margins every kind is judged by
-            feats = feature_matrix(raw, args.features, ids, kind=params.features, side=params.pixels_side)
+            feats = feature_matrix(args.features, ids, kind=params.features, side=params.pixels_side)
             nbrs = neighbours(feats, max(params.k, params.cluster_size))
             margin = margins(true, nbrs)
         rng = np.random.default_rng(params.seed if params.seed is not None else base.seed)

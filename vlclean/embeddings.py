@@ -38,6 +38,7 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -89,6 +90,31 @@ class EmbedderSpec:
     weights: str
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """How a decoded image becomes the embedder's input (picklable: decode workers apply it).
+
+    ``size`` x ``size`` RGB pixels, cut by ``resize`` (see the module docstring) and resampled with
+    ``interpolation``; ``reducing_gap`` as in Pillow's ``resize`` (None: resample in one step).
+    """
+
+    size: int
+    resize: ResizeMode
+    interpolation: int
+    reducing_gap: float | None = 3.0
+
+
+def prepare_input(img: Image.Image, spec: InputSpec) -> np.ndarray:
+    """``(size, size, 3)`` uint8: what :meth:`Embedder.embed` would compute from ``img`` first.
+
+    Embedding ``Image.fromarray(prepare_input(img, e.input_spec))`` gives the same row as embedding
+    ``img`` (Pillow returns a same-size resize unchanged), so the decode can happen in a worker
+    process and only the small input travels to the model.
+    """
+    return _resize_square(_as_rgb(img), spec.size, spec.resize, Image.Resampling(spec.interpolation),
+                          reducing_gap=spec.reducing_gap).astype(np.uint8)
+
+
 class Embedder(abc.ABC):
     """Turns decoded images into L2-normalised float32 embeddings of width :attr:`dim`."""
 
@@ -107,6 +133,11 @@ class Embedder(abc.ABC):
     @property
     def has_classifier(self) -> bool:
         return False
+
+    @property
+    @abc.abstractmethod
+    def input_spec(self) -> InputSpec:
+        """The first step of :meth:`embed` on each image (see :func:`prepare_input`)."""
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Return a float32 array of shape ``[len(images), dim]`` with unit-norm rows.
@@ -167,6 +198,10 @@ class CnnEmbedder(Embedder):
     def has_classifier(self) -> bool:
         return True
 
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(self.spec.input_size, self.spec.resize, int(self._interpolation))
+
     def logits(self, images: Sequence[Image.Image]) -> np.ndarray:
         import torch
 
@@ -205,6 +240,10 @@ class CnnEmbedder(Embedder):
 
 class PixelEmbedder(Embedder):
     """Network-free fallback: grayscale thumbnail structure plus a coarse colour layout."""
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(_PIXELS_THUMB, "squash", int(Image.Resampling.BOX), reducing_gap=None)
 
     def _features(self, images: list[Image.Image]) -> np.ndarray:
         return np.stack([_pixel_features(img) for img in images]).astype(np.float32)
@@ -498,7 +537,8 @@ def _as_rgb_list(images: Sequence[Image.Image]) -> list[Image.Image]:
     return [_as_rgb(img) for img in images]
 
 
-def _resize_square(img: Image.Image, size: int, mode: ResizeMode, interpolation: Image.Resampling) -> np.ndarray:
+def _resize_square(img: Image.Image, size: int, mode: ResizeMode, interpolation: Image.Resampling,
+                   *, reducing_gap: float | None = 3.0) -> np.ndarray:
     """``size`` x ``size`` x 3 float32 pixels (0-255) of an RGB image."""
     width, height = img.size
     if mode == "center_crop":
@@ -507,7 +547,7 @@ def _resize_square(img: Image.Image, size: int, mode: ResizeMode, interpolation:
         box = (left, top, left + side, top + side)
     else:
         box = (0.0, 0.0, float(width), float(height))
-    resized = img.resize((size, size), interpolation, box=box, reducing_gap=3.0)
+    resized = img.resize((size, size), interpolation, box=box, reducing_gap=reducing_gap)
     return np.asarray(resized, dtype=np.float32)
 
 
@@ -531,3 +571,40 @@ def _check_shard(array: np.ndarray, *, where: str) -> None:
         shape = getattr(array, "shape", None)
         dtype = getattr(array, "dtype", type(array).__name__)
         raise SchemaError(f"{where}: expected a 2-D float16/float32 array, got shape {shape} dtype {dtype}")
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's place under ``torchrun``: ``rank`` of ``world_size``, the embedding ``device``
+    for it (``cuda`` becomes ``cuda:<LOCAL_RANK>``), and a ``barrier`` (None when alone)."""
+
+    rank: int
+    world_size: int
+    device: str
+    barrier: Any
+
+
+@contextmanager
+def torchrun_group(device: str) -> Iterator[ProcessGroup]:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (nccl on CUDA, gloo otherwise),
+    for the duration of the block; alone, yield rank 0 of 1 and touch nothing."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield ProcessGroup(0, 1, device, None)
+        return
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        device = f"cuda:{local_rank % max(1, torch.cuda.device_count())}"
+        torch.cuda.set_device(torch.device(device))
+    # encoding a share of ImageNet takes hours on CPU: the barrier must wait that long
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(days=2))
+    try:
+        yield ProcessGroup(rank, world, device, dist.barrier)
+    finally:
+        dist.destroy_process_group()

@@ -414,15 +414,41 @@ def _check_item(image_id: object, data: object) -> bytes:
     return bytes(data)
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One image after its single decode: its ``FEATURES`` row (hashes not yet filled in, see
+    :func:`fill_hashes`), its hash inputs, and the decoded RGB and grey images (``None`` when
+    the bytes are unreadable)."""
+
+    row: dict[str, Any]
+    inputs: HashInputs | None
+    rgb: Image.Image | None
+    gray: Image.Image | None
+
+
+def measure(image_id: str, data: bytes, *, draft: bool = True, blur_side: int | None = None) -> Measured:
+    """Decode ``data`` once and measure it (see :class:`Measured`); never raises on bad bytes."""
+    data = _check_item(image_id, data)
+    try:
+        rgb = load_rgb(data)
+    except _DECODE_ERRORS as err:
+        return Measured(_invalid_row(image_id, data, _reason(err)), None, None, None)
+    gray = rgb.convert("L")
+    row, inputs = _measure_decoded(image_id, data, rgb, gray, draft=draft, blur_side=blur_side)
+    return Measured(row, inputs, rgb, gray)
+
+
 def _measure(
     image_id: str, data: bytes, *, draft: bool, blur_side: int | None = None
 ) -> tuple[dict[str, Any], HashInputs | None, Image.Image | None]:
     """``(row without hashes, hash inputs, RGB image)`` from one full decode; never raises on bad bytes."""
-    try:
-        rgb = load_rgb(data)
-    except _DECODE_ERRORS as err:
-        return _invalid_row(image_id, data, _reason(err)), None, None
-    gray = rgb.convert("L")
+    m = measure(image_id, data, draft=draft, blur_side=blur_side)
+    return m.row, m.inputs, m.rgb
+
+
+def _measure_decoded(
+    image_id: str, data: bytes, rgb: Image.Image, gray: Image.Image, *, draft: bool, blur_side: int | None
+) -> tuple[dict[str, Any], HashInputs]:
     width, height = rgb.size
     brightness, contrast = brightness_contrast(gray)
     row = {
@@ -432,7 +458,12 @@ def _measure(
         "brightness": brightness, "blur": blur_score(gray, side=blur_side), "contrast": contrast,
         "width": width, "height": height, "aspect_ratio": width / height, "file_size": len(data),
     }  # fmt: skip
-    return row, prepare_small(gray, draft=draft), rgb
+    return row, prepare_small(gray, draft=draft)
+
+
+def fill_hashes(rows: Sequence[dict[str, Any]], inputs: Sequence[HashInputs | None]) -> None:
+    """Hash every row that has inputs (one batch), writing the four hashes into the rows."""
+    _fill_hashes(rows, inputs)
 
 
 def _fill_hashes(rows: Sequence[dict[str, Any]], inputs: Sequence[HashInputs | None]) -> None:
@@ -631,31 +662,38 @@ def compute_hashes(
     )  # fmt: skip
 
 
-def centre_crop_hashes(
-    datas: Sequence[bytes], scales: Sequence[float], *, draft: bool = True
-) -> dict[float, dict[str, np.ndarray]]:
-    """The four hashes of the centred crop at each of ``scales`` (fraction of each side) of each image.
+def crop_hash_inputs(gray: Image.Image, scales: Sequence[float], *, draft: bool = True) -> list[HashInputs]:
+    """Hash inputs of the centred crop at each of ``scales`` (fraction of each side) of a grey image.
 
     Query expansion for copy detection: the pHash of a test image's central 90 % equals the pHash of
-    a train copy that *is* that crop, which the full-image hash (not crop-robust) misses. Returns
-    ``{scale: {"phash", "dhash", "phash_mirror", "dhash_mirror"}}``, arrays ``(N,)`` uint64; unreadable
-    images get zeros (callers exclude invalid rows).
+    a train copy that *is* that crop, which the full-image hash (not crop-robust) misses. With
+    ``draft`` the image is first box-reduced (keeping a LANCZOS factor of at least 2 for the
+    smallest crop, like :func:`prepare_small`) and the dHash input is left to the batch.
     """
-    inputs: dict[float, list[HashInputs]] = {s: [] for s in scales}
-    blank = HashInputs(gray32=np.zeros((PHASH_SIDE, PHASH_SIDE), np.uint8), gray9x8=None)
-    for data in datas:
-        try:
-            gray = load_rgb(data, draft_size=(4 * PHASH_SIDE, 4 * PHASH_SIDE) if draft else None).convert("L")
-        except _DECODE_ERRORS:
-            for s in scales:
-                inputs[s].append(blank)
-            continue
-        w, h = gray.size
-        for s in scales:
-            cw, ch = w * s, h * s
-            box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
-            inputs[s].append(HashInputs(gray32=np.asarray(gray.resize((PHASH_SIDE, PHASH_SIDE), _LANCZOS, box=box)),
-                                        gray9x8=np.asarray(gray.resize((DHASH_SHAPE[1], DHASH_SHAPE[0]), _LANCZOS, box=box))))
-    if not datas:
-        return {s: {k: np.zeros(0, np.uint64) for k in ("phash", "dhash", "phash_mirror", "dhash_mirror")} for s in scales}
-    return {s: _hashes_batch(items) for s, items in inputs.items()}
+    w, h = gray.size
+    fx = fy = 1
+    if draft and scales:
+        smallest = min(scales)
+        fx, fy = _reduce_factor(int(w * smallest)), _reduce_factor(int(h * smallest))
+        if (fx, fy) != (1, 1):
+            gray = gray.reduce((fx, fy))
+    out = []
+    for s in scales:
+        cw, ch = w * s, h * s
+        box = ((w - cw) / 2 / fx, (h - ch) / 2 / fy, (w + cw) / 2 / fx, (h + ch) / 2 / fy)
+        small = np.asarray(gray.resize((PHASH_SIDE, PHASH_SIDE), _LANCZOS, box=box))
+        nine = None if draft else np.asarray(gray.resize((DHASH_SHAPE[1], DHASH_SHAPE[0]), _LANCZOS, box=box))
+        out.append(HashInputs(gray32=small, gray9x8=nine))
+    return out
+
+
+def hashes_of(inputs: Sequence[HashInputs]) -> dict[str, np.ndarray]:
+    """The four hash columns (``phash, dhash, phash_mirror, dhash_mirror``: ``(N,)`` uint64) of a batch."""
+    if not inputs:
+        return {k: np.zeros(0, np.uint64) for k in _ZERO_HASHES}
+    return _hashes_batch(inputs)
+
+
+def thumbnail(gray: Image.Image, side: int) -> np.ndarray:
+    """``(side, side)`` uint8 box-averaged grey thumbnail of the whole image (aspect ratio not kept)."""
+    return np.asarray(gray.resize((side, side), Image.Resampling.BOX), dtype=np.uint8)

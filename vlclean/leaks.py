@@ -15,18 +15,32 @@ Methods
                 confirmed by a loose pHash distance <= ``confirm_phash_max`` (flip-aware) so that two
                 different photos of one scene are not called copies.
 
+Sides: :func:`dataset_sides` reads a pipeline's index and features (no image is decoded: analyze
+decoded each image once and stored the hashes of each test image's crops); :func:`folder_side`
+streams an ImageFolder tree for the standalone command, hashing each file as it is read (at most a
+few chunks of bytes in memory, never a split's). A train side checked by ``perceptual`` alone takes
+the hash-only path (:func:`vlclean.features.compute_hashes`: JPEGs decoded at reduced size).
+
 Tiers (best evidence wins): ``exact``; ``near_duplicate`` (perceptual, or embedding similarity >=
 ``near_similarity``); ``similar`` (embedding only).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vlclean.datasets import RawDataset, folder_paths
+from vlclean.embeddings import Embedder
+from vlclean.encode import EncodeOptions, crops_by_scale, encode_images, load_crop_hashes, load_embeddings, load_features
 from vlclean.errors import ParamsError
+from vlclean.features import compute_hashes, make_pool
 from vlclean.search import embedding_pairs, embedding_self_pairs, hamming_pairs, self_pairs
 
 METHODS: tuple[str, ...] = ("exact", "perceptual", "embedding")
@@ -89,6 +103,68 @@ class Side:
         n = len(self.ids)
         if len(self.paths) != n or len(self.features) != n or (self.embeddings is not None and len(self.embeddings) != n):
             raise ValueError(f"side has {n} ids but {len(self.paths)} paths, {len(self.features)} feature rows")
+
+
+def dataset_sides(raw_dir: str | Path, features_dir: str | Path, p: LeakParams) -> tuple[Side, Side, pd.DataFrame]:
+    """``(test side with its crop hashes, train side, planted truth)`` of a pipeline's raw dataset, read
+    from the index and the features only: no image is decoded here."""
+    raw = RawDataset.open(raw_dir, images=False)
+    index = raw.index()
+    features = load_features(features_dir)
+    emb = load_embeddings(features_dir) if "embedding" in p.methods else None
+    paths = folder_paths(index).to_numpy()
+
+    def side(split: str) -> Side:
+        rows = np.flatnonzero(index["split"].to_numpy() == split)
+        return Side(ids=index["image_id"].to_numpy()[rows], paths=paths[rows],
+                    features=features.iloc[rows].reset_index(drop=True),
+                    embeddings=None if emb is None else emb[rows])
+
+    test = side("test")
+    crops = load_crop_hashes(features_dir, test.ids, p.crop_scales) if "perceptual" in p.methods else {}
+    return dataclasses.replace(test, crop_hashes=crops), side("train"), raw.truth()
+
+
+def folder_side(root: str | Path, p: LeakParams, *, test: bool, embedder: Embedder | None, workers: int = 2) -> Side:
+    """Every file below ``root`` as a side, streamed (module docstring); refused and unreadable files
+    are reported on stderr. ``embedder`` is needed for the ``embedding`` method."""
+    from vlclean.datasets.folder import list_image_files
+
+    root = Path(root)
+    files, refused = list_image_files(root)
+    for rel, why in refused:
+        print(f"skipped: {root / rel}: {why}", file=sys.stderr)
+    paths = np.array([str(root / rel) for rel in files], dtype=object)
+
+    def stream() -> Iterator[tuple[str, bytes, bool]]:
+        for path in paths:
+            yield path, Path(path).read_bytes(), test
+
+    if not test and set(p.methods) <= {"perceptual"}:
+        features = compute_hashes(((i, d) for i, d, _ in stream()), workers=workers, progress=True)
+        crops: dict = {}
+        emb = None
+    else:
+        if "embedding" in p.methods and embedder is None:
+            raise ParamsError("method 'embedding' needs an embedder for the standalone sides")
+        options = EncodeOptions(workers=workers, crop_scales=tuple(p.crop_scales) if test and "perceptual" in p.methods else ())
+        with make_pool(workers) if workers > 1 else _no_pool() as pool:
+            enc = encode_images(stream(), embedder if "embedding" in p.methods else None, options, pool=pool,
+                                total=len(paths), desc=f"encode {root.name}")
+        features = enc.features
+        emb = None if enc.embeddings is None else enc.embeddings.astype(np.float32)
+        crops = crops_by_scale(enc.crops, paths, options.crop_scales) if options.crop_scales else {}
+    for row in features.loc[~features["valid"]].itertuples():
+        print(f"unreadable: {row.image_id}: {row.error}", file=sys.stderr)
+    return Side(ids=paths.copy(), paths=paths, features=features, embeddings=emb, crop_hashes=crops)
+
+
+class _no_pool:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _hashes(side: Side) -> dict[str, np.ndarray]:

@@ -13,6 +13,12 @@ classes     ``data/raw/classes.csv``: ``label -> class_id, class_name``.
 truth       ``data/raw/truth.csv``: planted issues of the built-in dataset.
 quarantine  ``data/raw/quarantine.csv``: unreadable images (they stay in the index, ``valid=False``).
 features    ``data/features/features.parquet``: per-image hashes and quality stats.
+crop hashes ``data/features/crop_hashes.parquet``: hashes of the centred crops of each test image
+            (one row per image x scale; detect_leaks' crop-robust query expansion).
+arrays      ``data/features/embeddings/<shard>.npy`` (rows, dim) float16/32 and
+            ``data/features/thumbnails/<shard>.npy`` (rows, side, side) uint8 grey thumbnails, rows in
+            index order within their raw shard (:data:`THUMBNAIL_DTYPE`; invalid images: zeros).
+            ``features.json`` names the shards, the thumbnail side and the crop scales.
 
 CSV tables (:data:`CSV_TABLES`, read with ``vlclean.csvio.read_csv(path, columns=...)``): the tagged
 manifest, reviews, leaks report, cleaned manifest, train / eval / noisy labels, the match report and
@@ -106,6 +112,16 @@ FEATURES: dict[str, pa.DataType] = {
     "aspect_ratio": pa.float32(),
     "file_size": pa.int64(),
 }
+
+CROP_HASHES: dict[str, pa.DataType] = {
+    "image_id": pa.string(),
+    "scale": pa.float32(),  # fraction of each side kept, centred
+    "phash": pa.uint64(),
+    "dhash": pa.uint64(),
+    "phash_mirror": pa.uint64(),
+    "dhash_mirror": pa.uint64(),
+}
+THUMBNAIL_DTYPE = "uint8"
 
 # Normalised Visual Layer export (ingest_vl): one row per exported media item ...
 VL_MEDIA: dict[str, pa.DataType] = {
@@ -240,6 +256,7 @@ TABLES: dict[str, dict[str, pa.DataType]] = {
     "truth": TRUTH,
     "quarantine": QUARANTINE,
     "features": FEATURES,
+    "crop_hashes": CROP_HASHES,
     "vl_media": VL_MEDIA,
     "vl_issues": VL_ISSUES,
 }
@@ -351,4 +368,14 @@ def validate_predictions(frame: pd.DataFrame) -> pd.DataFrame:
         i = wrong[0]
         raise SchemaError(f"table 'predictions': row {i} ({frame.at[i, 'image_id']}) has correct={frame.at[i, 'correct']} "
                           f"but label {frame.at[i, 'label']} and predicted {frame.at[i, 'predicted']}")
+    return frame
+
+
+def validate_crop_hashes(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = conform(frame, CROP_HASHES, "crop_hashes")
+    _check_no_nulls(frame, list(CROP_HASHES), "crop_hashes")
+    dup = frame.duplicated(["image_id", "scale"])
+    if dup.any():
+        row = frame[dup].iloc[0]
+        raise SchemaError(f"table 'crop_hashes': image_id '{row['image_id']}' has scale {row['scale']} twice")
     return frame

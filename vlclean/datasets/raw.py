@@ -274,9 +274,11 @@ class RawDataset:
     root: Path
 
     @classmethod
-    def open(cls, root: str | Path) -> RawDataset:
+    def open(cls, root: str | Path, *, images: bool = True) -> RawDataset:
+        """Open ``root``; ``images=False`` for readers of the tables only (index, classes, truth),
+        which then work without the shards (decode once: only analyze and training read bytes)."""
         root = Path(root)
-        for name in ("index.parquet", "classes.csv", "shards"):
+        for name in ("index.parquet", "classes.csv") + (("shards",) if images else ()):
             if not (root / name).exists():
                 raise DatasetError(f"{root} is not a raw dataset: {name} is missing (run the download stage)")
         return cls(root)
