@@ -30,7 +30,7 @@ from vlclean.encode import EncodeOptions, encode_dataset, load_embeddings, load_
 from vlclean.errors import DatasetError, ParamsError
 from vlclean.leaks import LeakParams
 from vlclean.storage import scratch_dir, write_csv, write_json
-from vlclean.vl_export import DetectParams, analyze, export_table, write_export_json
+from vlclean.vl_export import CLASSIFIERS, DetectParams, analyze, export_table, write_export_json
 
 # cleanlab.filter.find_label_issues filter_by choices
 FILTER_BY = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
@@ -87,9 +87,9 @@ class AnalyzeParams:
             raise ParamsError(f"params key '{prefix}.detect.duplicates.levels': {levels} must be in (0, 1]")
         check_range(prefix, "detect.outliers.z", self.detect.outliers.z, 0.0)
         check_range(prefix, "detect.outliers.k", self.detect.outliers.k, 1)
-        if self.detect.mislabels.classifier not in ("knn", "logistic", "svm"):
+        if self.detect.mislabels.classifier not in CLASSIFIERS:
             raise ParamsError(f"params key '{prefix}.detect.mislabels.classifier': "
-                              f"{self.detect.mislabels.classifier!r} is not one of ['knn', 'logistic', 'svm']")
+                              f"{self.detect.mislabels.classifier!r} is not one of {list(CLASSIFIERS)}")
         check_range(prefix, "detect.mislabels.repeats", self.detect.mislabels.repeats, 1, 10)
         check_range(prefix, "label_pixels_side", self.label_pixels_side, 4, 64)
         check_range(prefix, "thumbnail_side", self.thumbnail_side, 4, 64)

@@ -29,7 +29,7 @@ from vlclean.encode import feature_matrix
 from vlclean.errors import ParamsError
 from vlclean.noise import margins, neighbours
 from vlclean.storage import read_csv, write_csv, write_json
-from vlclean.vl_export import MislabelParams, find_mislabels, out_of_sample_probs
+from vlclean.vl_export import MislabelParams, label_issues
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class DenoiseParams:
     features: Literal["embedding", "pixels"] = "pixels"  # cleanlab's classifier input; oracle's margins
     pixels_side: int = 8
     k: int = 50  # oracle: neighbours for the margins (miss: hardest)
-    classifier: Literal["svm", "knn", "logistic"] = "svm"
+    classifier: Literal["auto", "svm", "knn", "logistic"] = "auto"  # auto: by image and class count
     C: float = 3.0
     folds: int = 5
     vl_export: str = ""  # vl_export: path of a VL export made of the noisy dataset
@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                 kind, side, mp, threshold = analyzer_setup(args.params)
                 extra = {"analyzer": {"label_features": kind, **dataclasses.asdict(mp), "min_confidence": threshold}}
             x = feature_matrix(args.features, ids, kind=kind, side=side)
-            probs = out_of_sample_probs(x, noisy, n_classes, mp, base.seed)
-            flag, confidence = find_mislabels(probs, noisy, mp)
-            r = predicted_denoise(flag & (confidence >= threshold), noisy, probs.argmax(axis=1), action=params.action)
+            found = label_issues(x, noisy, n_classes, mp, base.seed)
+            r = predicted_denoise(found.flag & (found.confidence >= threshold), noisy, found.suggested,
+                                  action=params.action)
         else:
             from vlclean.vl_ingest import match_to_index, read_export
 

@@ -34,7 +34,8 @@ Embedding search
 :func:`embedding_pairs`, :func:`embedding_self_pairs` and :func:`nearest_neighbor_similarity` take
 L2-normalised rows (float32 or float16), so inner product is cosine similarity. Below
 ``exact_below`` base rows (default 1M) the search is exact (faiss brute-force inner product, no
-copy of the base); above it an approximate faiss index is built (IVF by default, HNSW on request)
+copy of the base) unless the queries times the base rows exceed :data:`EXACT_PAIR_BUDGET` (a self
+search of N rows costs N**2: about 50K rows on 2 cores in a minute); above it an approximate faiss index is built (IVF by default, HNSW on request)
 and :func:`recall_check` measures its recall@1 against exact search on a sample of queries.
 Reported similarities are always exact: lossy storages are re-scored against the input rows.
 """
@@ -75,6 +76,9 @@ _NORM_TOLERANCE = 1e-2
 # Two similarities closer than this count as a tie in recall_check.
 _TIE_TOLERANCE = 1e-5
 _ROW_BLOCK = 65_536
+# "auto" searches exactly while queries x base rows stay within this many dot products (~1 min of
+# 2 cores at 300 dims); beyond it an IVF index, whose cost grows as N**1.5, not N**2.
+EXACT_PAIR_BUDGET = 2.5e9
 
 
 class SearchInputError(VLCleanError, ValueError):
@@ -639,7 +643,8 @@ def embedding_pairs(
     if len(query) == 0 or len(base) == 0:
         return _embedding_frame([], [], [])
     built = _resolve_index(
-        index, base, nprobe=nprobe, exact_below=exact_below, storage=storage, seed=seed, progress=progress
+        index, base, nprobe=nprobe, exact_below=exact_below, storage=storage, seed=seed, progress=progress,
+        n_queries=len(query),
     )
     qs, bs, ss = [], [], []
     for start in _progress(range(0, len(query), query_chunk), progress, "embedding search"):
@@ -682,7 +687,8 @@ def embedding_self_pairs(
     _check_positive_int("k", k)
     _check_positive_int("query_chunk", query_chunk)
     built = _resolve_index(
-        index, x, nprobe=nprobe, exact_below=exact_below, storage=storage, seed=seed, progress=progress
+        index, x, nprobe=nprobe, exact_below=exact_below, storage=storage, seed=seed, progress=progress,
+        n_queries=len(x),
     )
     qs, bs, ss = [], [], []
     for start, sims, ids in _self_neighbours(built, x, min(k, max(len(x) - 1, 0)), query_chunk, progress):
@@ -718,21 +724,43 @@ def nearest_neighbor_similarity(
     np.ndarray, shape (N, k), float32
         Best first. An approximate index may find fewer than ``k`` neighbours: those are NaN.
     """
+    return nearest_neighbors(x, k=k, index=index, nprobe=nprobe, exact_below=exact_below, storage=storage,
+                             seed=seed, query_chunk=query_chunk, progress=progress)[0]
+
+
+def nearest_neighbors(
+    x: np.ndarray,
+    *,
+    k: int = 10,
+    index: str | EmbeddingIndex = "auto",
+    nprobe: int | None = None,
+    exact_below: int = 1_000_000,
+    storage: str = "auto",
+    seed: int = 0,
+    query_chunk: int = 8192,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(similarities, ids)``, both ``(N, k)``, of the ``k`` nearest other rows of each row of ``x``
+    (see :func:`nearest_neighbor_similarity`; a missing neighbour has similarity NaN and id -1).
+    One search serves every neighbour-based detector (duplicates, outliers, the kNN classifier)."""
     _check_embeddings("x", x)
     _check_normalised("x", x)
     _check_positive_int("k", k)
     _check_positive_int("query_chunk", query_chunk)
     if len(x) == 0:
-        return np.empty((0, k), dtype=np.float32)
+        return np.empty((0, k), dtype=np.float32), np.empty((0, k), dtype=np.int64)
     if k >= len(x):
         raise SearchInputError(f"k={k} neighbours asked but x has only {len(x)} rows (k must be < rows)")
     built = _resolve_index(
-        index, x, nprobe=nprobe, exact_below=exact_below, storage=storage, seed=seed, progress=progress
+        index, x, nprobe=nprobe, exact_below=exact_below, storage=storage, seed=seed, progress=progress,
+        n_queries=len(x),
     )
-    out = np.empty((len(x), k), dtype=np.float32)
+    sims_out = np.empty((len(x), k), dtype=np.float32)
+    ids_out = np.empty((len(x), k), dtype=np.int64)
     for start, sims, ids in _self_neighbours(built, x, k, query_chunk, progress):
-        out[start : start + len(ids)] = np.where(ids >= 0, sims, np.nan)
-    return out
+        sims_out[start : start + len(ids)] = np.where(ids >= 0, sims, np.nan)
+        ids_out[start : start + len(ids)] = ids
+    return sims_out, ids_out
 
 
 def recall_check(
@@ -853,9 +881,9 @@ def _build_embedding_index(
     return built
 
 
-def _resolve_kind(index: str, n_base: int, exact_below: int) -> str:
+def _resolve_kind(index: str, n_base: int, exact_below: int, n_queries: int = 0) -> str:
     if index == "auto":
-        return "flat" if n_base < exact_below else "ivf"
+        return "flat" if n_base < exact_below and n_queries * n_base <= EXACT_PAIR_BUDGET else "ivf"
     return index
 
 
@@ -868,8 +896,10 @@ def _resolve_index(
     storage: str,
     seed: int,
     progress: bool,
+    n_queries: int = 0,
 ) -> EmbeddingIndex:
-    """The index given (checked against ``base``), or a new one of the kind named."""
+    """The index given (checked against ``base``), or a new one of the kind named (``auto`` weighs
+    ``n_queries`` against :data:`EXACT_PAIR_BUDGET`)."""
     if isinstance(index, EmbeddingIndex):
         if (index.size, index.dim) != tuple(base.shape):
             raise SearchInputError(
@@ -890,7 +920,7 @@ def _resolve_index(
         return EmbeddingIndex(kind="flat", storage="float32", size=0, dim=base.shape[1], base=base)
     return _build_embedding_index(
         base,
-        kind=_resolve_kind(index, len(base), exact_below),
+        kind=_resolve_kind(index, len(base), exact_below, n_queries),
         storage=storage,
         nlist=None,
         nprobe=nprobe,

@@ -14,10 +14,16 @@ Detection (thresholds are arguments, from ``params.yaml`` via the analyze stage)
 ``outliers``    images whose mean similarity to their ``k`` nearest neighbours is far below the
                 dataset's: robust z-score ``(median - s) / (1.4826 MAD)`` >= ``z``. Dark and bright
                 images are not called outliers (their exposure, not their content, sets them apart).
-``mislabels``   cleanlab's ``find_label_issues`` on out-of-sample predicted probabilities of a
-                cross-validated classifier on the embeddings; ``confidence = 1 - label quality``;
-                the suggested label is the most probable class. Outliers and invalid images are not
-                judged (an out-of-domain image has no right label to suggest).
+``mislabels``   cleanlab on out-of-sample predicted probabilities of a classifier on the embeddings
+                (or pixel features); ``confidence = 1 - label quality``; the suggested label is the
+                most probable class. Outliers and invalid images are not judged (an out-of-domain
+                image has no right label to suggest). The classifier scales with the data
+                (:func:`resolve_classifier`): an RBF SVM (cross-validated, isotonic-calibrated) on small
+                data, else leave-one-out kNN votes from the one neighbour search every detector
+                shares. Probabilities are float32; up to :data:`DENSE_PROBS_MAX` entries cleanlab's
+                ``find_label_issues`` sees them whole, beyond it they are made chunk by chunk and
+                judged by cleanlab's batched ``LabelInspector`` (two passes), so a 1.33M x 1,000
+                matrix (5.3 GB) never exists.
 ``dark``, ``bright``  mean brightness below / above a threshold.
 ``blur``        variance of the Laplacian (at most 256 px on the shorter side) below a threshold;
                 dark and bright images are not judged for blur (low exposure flattens every edge).
@@ -32,8 +38,8 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +48,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from vlclean.datasets import folder_paths
-from vlclean.search import embedding_self_pairs, nearest_neighbor_similarity, self_pairs
+from vlclean.search import embedding_self_pairs, nearest_neighbor_similarity, nearest_neighbors, self_pairs
 from vlclean.storage import atomic_path
 
 SCHEMA_VERSION = "1.1"
@@ -76,9 +82,19 @@ class OutlierParams:
     z: float = 6.0
 
 
+# classifier "auto": the RBF SVM fits K(K-1)/2 one-vs-one models on an O(N^2) kernel (499,500 models
+# for ImageNet's 1,000 classes): only while both stay small; kNN otherwise.
+SVM_MAX_IMAGES = 20_000
+SVM_MAX_CLASSES = 50
+# Up to this many probability entries (N x K, float32: 800 MB) cleanlab sees the matrix whole.
+DENSE_PROBS_MAX = 200_000_000
+_PROBS_CHUNK_ROWS = 16_384
+CLASSIFIERS: tuple[str, ...] = ("auto", "knn", "logistic", "svm")
+
+
 @dataclass(frozen=True)
 class MislabelParams:
-    classifier: str = "knn"  # knn | logistic | svm
+    classifier: str = "auto"  # auto | knn | logistic | svm
     folds: int = 5
     repeats: int = 1  # cross-validation repeats (different folds) averaged: steadier probabilities
     C: float = 1.0
@@ -113,7 +129,8 @@ def _group_id(level: float, members: list[str]) -> str:
 
 # -- detectors -------------------------------------------------------------------------------------
 def duplicate_pairs(
-    embeddings: np.ndarray, exact_keys: np.ndarray, hashes: pd.DataFrame | None, p: DuplicateParams
+    embeddings: np.ndarray, exact_keys: np.ndarray, hashes: pd.DataFrame | None, p: DuplicateParams, *,
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Candidate duplicate pairs ``a < b`` with a similarity in [0, 1]: columns ``a, b, similarity``.
 
@@ -121,10 +138,16 @@ def duplicate_pairs(
     within ``p.hash_distance`` bits, comparing mirrored hashes too (similarity ``1 - (d_p + d_d) / 128``);
     embedding cosine similarity >= the lowest level among each image's ``p.k`` nearest neighbours.
     ``hashes`` has columns ``phash, dhash, phash_mirror, dhash_mirror`` (uint64), rows as ``embeddings``.
+    ``neighbours``: ``(sims, ids)`` of a neighbour search already made (its first ``p.k`` columns used).
     """
     n = len(embeddings)
     parts = []
-    if n >= 2:
+    if n >= 2 and neighbours is not None:
+        sims, ids = neighbours[0][:, : p.k], neighbours[1][:, : p.k]
+        row, col = np.nonzero((ids >= 0) & (np.nan_to_num(sims, nan=-1.0) >= min(p.levels)))
+        a, b = row, ids[row, col]
+        parts.append(pd.DataFrame({"a": np.minimum(a, b), "b": np.maximum(a, b), "similarity": sims[row, col]}))
+    elif n >= 2:
         emb = embedding_self_pairs(embeddings, min_similarity=min(p.levels), k=min(p.k, n - 1))
         parts.append(pd.DataFrame({"a": emb["query_idx"], "b": emb["base_idx"], "similarity": emb["similarity"]}))
     keys = pd.Series(exact_keys)
@@ -208,38 +231,68 @@ def find_outliers(mean_sim: np.ndarray, p: OutlierParams) -> tuple[np.ndarray, n
     return z >= p.z, conf
 
 
+def resolve_classifier(name: str, n_images: int, n_classes: int) -> str:
+    """The classifier ``auto`` stands for: ``svm`` while ``n_images <= SVM_MAX_IMAGES`` and
+    ``n_classes <= SVM_MAX_CLASSES``, else ``knn``; any other name as it is."""
+    if name != "auto":
+        return name
+    return "svm" if n_images <= SVM_MAX_IMAGES and n_classes <= SVM_MAX_CLASSES else "knn"
+
+
 def out_of_sample_probs(
     features: np.ndarray, labels: np.ndarray, n_classes: int, p: MislabelParams, seed: int
 ) -> np.ndarray:
-    """Cross-validated predicted probabilities (N, n_classes): each row from a model that never saw it.
-
-    Averaged over ``p.repeats`` repetitions with different folds.
-    """
+    """Cross-validated predicted probabilities (N, n_classes) float32: each row from a model that never
+    saw it (``svm``, ``logistic``; ``knn`` and ``auto`` as :func:`label_issues` picks). Averaged over
+    ``p.repeats`` repetitions with different folds. Dense: for small data (see :func:`label_issues`)."""
     from sklearn.model_selection import StratifiedKFold
 
+    kind = resolve_classifier(p.classifier, len(labels), n_classes)
+    if kind == "knn":
+        sims, ids = _knn(features, p)
+        return np.concatenate([c for _, c in _knn_prob_chunks(sims, ids, labels, n_classes)()])
     counts = np.bincount(labels, minlength=n_classes)
     folds = max(2, int(min(p.folds, counts[counts > 0].min())))
-    probs = np.zeros((len(labels), n_classes))
+    probs = np.zeros((len(labels), n_classes), dtype=np.float32)
     for r in range(p.repeats):
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + r)
         for train, test in cv.split(features, labels):
-            probs[test] += _fit_predict(features[train], labels[train], features[test], n_classes, p, seed)
+            probs[test] += _fit_predict(features[train], labels[train], features[test], n_classes, kind, p, seed)
     return probs / p.repeats
 
 
-def _fit_predict(
-    x: np.ndarray, y: np.ndarray, xt: np.ndarray, n_classes: int, p: MislabelParams, seed: int
-) -> np.ndarray:
-    out = np.zeros((len(xt), n_classes))
-    if p.classifier == "knn":
-        from vlclean.search import embedding_pairs
+def _knn(features: np.ndarray, p: MislabelParams) -> tuple[np.ndarray, np.ndarray]:
+    from vlclean.search import nearest_neighbors
 
-        pairs = embedding_pairs(xt.astype(np.float32), x.astype(np.float32), min_similarity=-1.0, k=p.knn_k)
-        w = np.exp(pairs["similarity"].to_numpy() * 10.0)
-        np.add.at(out, (pairs["query_idx"].to_numpy(), y[pairs["base_idx"].to_numpy()]), w)
-        out += 1e-3
-        return out / out.sum(axis=1, keepdims=True)
-    if p.classifier == "svm":
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    return nearest_neighbors(x, k=max(1, min(p.knn_k, len(x) - 1)))
+
+
+def _knn_prob_chunks(sims: np.ndarray, ids: np.ndarray, labels: np.ndarray, n_classes: int
+                     ) -> Callable[[], Iterator[tuple[int, np.ndarray]]]:
+    """Leave-one-out kNN probabilities, float32, ``_PROBS_CHUNK_ROWS`` rows at a time: each image's
+    neighbours (itself excluded: out of sample by construction) vote for their labels with weight
+    ``exp(10 s)``, plus a floor of 1e-3 per class, normalised."""
+
+    def chunks() -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, len(ids), _PROBS_CHUNK_ROWS):
+            s, i = sims[start : start + _PROBS_CHUNK_ROWS], ids[start : start + _PROBS_CHUNK_ROWS]
+            found = i >= 0
+            w = np.where(found, np.exp(np.nan_to_num(s, nan=0.0) * 10.0), 0.0).astype(np.float32)
+            out = np.full((len(i), n_classes), 1e-3, dtype=np.float32)
+            rows = np.repeat(np.arange(len(i)), i.shape[1])
+            np.add.at(out, (rows, labels[np.where(found, i, 0)].ravel()), w.ravel())
+            out /= out.sum(axis=1, keepdims=True)
+            yield start, out
+
+    return chunks
+
+
+def _fit_predict(
+    x: np.ndarray, y: np.ndarray, xt: np.ndarray, n_classes: int, kind: str, p: MislabelParams, seed: int
+) -> np.ndarray:
+    out = np.zeros((len(xt), n_classes), dtype=np.float32)
+    if kind == "svm":
         model = _CalibratedSVC(C=p.C, random_state=seed)
     else:
         from sklearn.linear_model import LogisticRegression
@@ -296,6 +349,60 @@ def find_mislabels(probs: np.ndarray, labels: np.ndarray, p: MislabelParams) -> 
     flag = find_label_issues(labels, probs, filter_by=p.filter_by)
     quality = get_label_quality_scores(labels, probs)
     return np.asarray(flag, dtype=bool), 1.0 - quality
+
+
+@dataclass(frozen=True)
+class LabelIssues:
+    """Per image: ``flag`` (label judged wrong), ``confidence`` (1 - label quality), ``suggested`` (most
+    probable class)."""
+
+    flag: np.ndarray
+    confidence: np.ndarray
+    suggested: np.ndarray
+
+
+def label_issues(
+    features: np.ndarray, labels: np.ndarray, n_classes: int, p: MislabelParams, seed: int, *,
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+) -> LabelIssues:
+    """Label issues of ``labels`` (N,) judged from ``features`` (N, D) (module docstring).
+
+    ``neighbours``: ``(sims, ids)`` of a neighbour search already made over ``features`` (kNN reuses
+    it; at least ``p.knn_k`` columns are used when present)."""
+    kind = resolve_classifier(p.classifier, len(labels), n_classes)
+    if kind == "knn":
+        sims, ids = neighbours if neighbours is not None else _knn(features, p)
+        chunks = _knn_prob_chunks(sims[:, : p.knn_k], ids[:, : p.knn_k], labels, n_classes)
+    else:
+        probs = out_of_sample_probs(features, labels, n_classes, replace(p, classifier=kind), seed)
+
+        def chunks() -> Iterator[tuple[int, np.ndarray]]:
+            yield 0, probs
+
+    if len(labels) * n_classes <= DENSE_PROBS_MAX:
+        dense = np.concatenate([c for _, c in chunks()]) if len(labels) else np.zeros((0, n_classes), np.float32)
+        flag, conf = find_mislabels(dense, labels, p)
+        return LabelIssues(flag, conf.astype(np.float32), dense.argmax(axis=1))
+    return _batched_label_issues(chunks, labels, n_classes)
+
+
+def _batched_label_issues(chunks: Callable[[], Iterator[tuple[int, np.ndarray]]], labels: np.ndarray,
+                          n_classes: int) -> LabelIssues:
+    """cleanlab's ``LabelInspector``: per-class confident thresholds in a first pass over the chunks,
+    label quality and the number of issues in a second; the lowest-quality images are the issues."""
+    from cleanlab.experimental.label_issues_batched import LabelInspector
+
+    inspector = LabelInspector(num_class=n_classes, verbose=False)
+    for start, c in chunks():
+        inspector.update_confident_thresholds(labels[start : start + len(c)], c)
+    quality = np.empty(len(labels), dtype=np.float32)
+    suggested = np.empty(len(labels), dtype=np.int64)
+    for start, c in chunks():
+        quality[start : start + len(c)] = inspector.score_label_quality(labels[start : start + len(c)], c)
+        suggested[start : start + len(c)] = c.argmax(axis=1)
+    flag = np.zeros(len(labels), dtype=bool)
+    flag[inspector.get_label_issues()] = True
+    return LabelIssues(flag, 1.0 - quality, suggested)
 
 
 def quality_flags(features: pd.DataFrame, p: QualityParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -359,23 +466,29 @@ def analyze(
     uniqueness = np.ones(len(vids))
     cluster = np.full(len(ids), "", dtype=object)
     if len(vids) >= 2:
-        best_sim, mean_sim = neighbour_scores(emb, p.outliers.k)
+        # one neighbour search serves outliers, duplicates and (on the embeddings) the kNN classifier
+        share_knn = label_features is None and resolve_classifier(p.mislabels.classifier, len(vids),
+                                                                  len(classes)) == "knn"
+        k = min(len(vids) - 1, max(p.outliers.k, p.duplicates.k, p.mislabels.knn_k if share_knn else 1))
+        nn_sims, nn_ids = nearest_neighbors(emb, k=k)
+        best_sim = np.nan_to_num(nn_sims[:, 0], nan=0.0)
+        mean_sim = np.nanmean(nn_sims[:, : max(1, min(p.outliers.k, k))], axis=1)
         uniqueness = uniqueness_score(best_sim, min(p.duplicates.levels))
         out_flag, out_conf = find_outliers(mean_sim, p.outliers)
         out_flag &= ~(quality["dark"][0] | quality["bright"][0])
         add("outlier", out_flag, out_conf)
         hashes = feats.loc[valid, ["phash", "dhash", "phash_mirror", "dhash_mirror"]].reset_index(drop=True)
-        pairs = duplicate_pairs(emb, feats.loc[valid, "pixel_md5"].to_numpy(), hashes, p.duplicates)
+        pairs = duplicate_pairs(emb, feats.loc[valid, "pixel_md5"].to_numpy(), hashes, p.duplicates,
+                                neighbours=(nn_sims, nn_ids))
         dups = find_duplicates(vids, pairs, p.duplicates.levels)
         if len(dups):
             issues.append(dups.rename(columns={"level": "duplicate_threshold", "group_id": "duplicate_group_id",
                                                "similarity": "confidence"}).assign(issue="duplicate"))
         labels = index.loc[valid, "label"].to_numpy(dtype=np.int64)
-        probs = out_of_sample_probs(label_features if label_features is not None else emb, labels,
-                                    len(classes), p.mislabels, p.seed)
-        mis_flag, mis_conf = find_mislabels(probs, labels, p.mislabels)
-        mis_flag &= ~out_flag
-        add("mislabel", mis_flag, mis_conf, suggested_label=probs.argmax(axis=1))
+        found = label_issues(label_features if label_features is not None else emb, labels, len(classes),
+                             p.mislabels, p.seed, neighbours=(nn_sims, nn_ids) if share_knn else None)
+        mis_flag = found.flag & ~out_flag
+        add("mislabel", mis_flag, found.confidence, suggested_label=found.suggested)
         n_clusters = p.clusters or int(round(math.sqrt(len(vids))))
         cluster[valid] = [str(uuid.uuid5(NAMESPACE, f"cluster:{c}")) for c in kmeans_clusters(emb, n_clusters, p.seed)]
     for issue, (flag, conf) in quality.items():
