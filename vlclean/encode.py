@@ -27,9 +27,8 @@ directory (one machine, or a shared file system).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -46,7 +45,7 @@ from vlclean.datasets import RawDataset
 from vlclean.datasets.raw import fingerprint
 from vlclean.embeddings import Embedder, InputSpec, prepare_input, read_embedding_shard, write_embedding_shard
 from vlclean.errors import SchemaError
-from vlclean.features import _columns_of, _map_chunks, crop_hash_inputs, fill_hashes, hashes_of, make_pool, measure, thumbnail
+from vlclean.features import _columns_of, _map_chunks, chunks, crop_hash_inputs, fill_hashes, hashes_of, make_pool, measure, thumbnail
 from vlclean.storage import atomic_dir, atomic_path, write_json, write_parquet
 
 _HASHES = ("phash", "dhash", "phash_mirror", "dhash_mirror")
@@ -91,12 +90,6 @@ def _encode_chunk(
             "crop_rows": np.asarray(crop_rows, dtype=np.int64), "crops": crops}
 
 
-def _chunks(items: Iterable[tuple[str, bytes, bool]], size: int) -> Iterator[list[tuple[str, bytes, bool]]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
 @dataclass(frozen=True)
 class Encoded:
     """What one decode per image yields for a stream of images, rows in input order."""
@@ -119,7 +112,7 @@ def encode_images(
                       crop_scales=tuple(o.crop_scales), input_spec=spec)
     columns, thumbs, embs, crop_frames = [], [], [], []
     with tqdm(total=total, unit="img", desc=desc, disable=not o.progress) as bar:
-        for part in _map_chunks(work_fn, _chunks(items, o.chunk_size), workers=o.workers, pool=pool):
+        for part in _map_chunks(work_fn, chunks(items, o.chunk_size), workers=o.workers, pool=pool):
             n = len(part["thumbnails"])
             if embedder is not None:
                 emb = np.zeros((n, embedder.dim), dtype=o.dtype)

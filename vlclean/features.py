@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
@@ -74,6 +73,7 @@ _BILINEAR = Image.Resampling.BILINEAR
 _EXIF_ORIENTATION_TAG = 0x0112
 _Box = tuple[float, float, float, float]
 _Result = TypeVar("_Result")
+_Item = TypeVar("_Item", bound=tuple)
 
 
 @dataclass(frozen=True)
@@ -538,10 +538,28 @@ def _hashes_of_chunk(chunk: Sequence[tuple[str, bytes]], *, draft: bool) -> dict
     return _columns_of(rows, HASH_COLUMNS)
 
 
-def _chunks(images: Iterable[tuple[str, bytes]], chunk_size: int) -> Iterator[list[tuple[str, bytes]]]:
-    iterator = iter(images)
-    while chunk := list(itertools.islice(iterator, chunk_size)):
+# A chunk of images handed to a worker holds at most this many encoded bytes (and ``chunk_size``
+# images): with ``2 * workers`` chunks in flight, a stream of large files stays within a few of them.
+CHUNK_MAX_BYTES = 16 * 2**20
+
+
+def chunks(items: Iterable[_Item], chunk_size: int, max_bytes: int = CHUNK_MAX_BYTES) -> Iterator[list[_Item]]:
+    """Consecutive lists of ``items`` (tuples whose second element is the encoded bytes), each of at
+    most ``chunk_size`` items and, beyond its first item, ``max_bytes`` bytes."""
+    chunk: list[_Item] = []
+    size = 0
+    for item in items:
+        if chunk and (len(chunk) >= chunk_size or size + len(item[1]) > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item[1])
+    if chunk:
         yield chunk
+
+
+def _chunks(images: Iterable[tuple[str, bytes]], chunk_size: int) -> Iterator[list[tuple[str, bytes]]]:
+    return chunks(images, chunk_size)
 
 
 def make_pool(workers: int) -> ProcessPoolExecutor:
