@@ -29,8 +29,9 @@ from vlclean.embeddings import build_embedder, torchrun_group
 from vlclean.encode import EncodeOptions, encode_dataset, load_embeddings, load_label_features
 from vlclean.errors import DatasetError, ParamsError
 from vlclean.leaks import LeakParams
+from vlclean.detect import CLASSIFIERS, DetectParams, analyze
 from vlclean.storage import scratch_dir, write_csv, write_json
-from vlclean.vl_export import CLASSIFIERS, DetectParams, analyze, export_table, write_export_json
+from vlclean.vl_export import export_table, write_export_json
 
 # cleanlab.filter.find_label_issues filter_by choices
 FILTER_BY = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",

@@ -29,7 +29,7 @@ from vlclean.encode import feature_matrix
 from vlclean.errors import ParamsError
 from vlclean.noise import margins, neighbours
 from vlclean.storage import read_csv, write_csv, write_json
-from vlclean.vl_export import MislabelParams, label_issues
+from vlclean.detect import MislabelParams, label_issues
 
 
 @dataclass(frozen=True)

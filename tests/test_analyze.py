@@ -13,7 +13,7 @@ from stages import analyze
 from tests.conftest import png_bytes, write_params
 from vlclean.datasets import RawDataset
 from vlclean.encode import load_embeddings, load_features
-from vlclean.vl_export import find_duplicates, find_outliers, OutlierParams
+from vlclean.detect import OutlierParams, find_duplicates, find_outliers
 
 
 def test_every_planted_issue_type_is_found(builtin_analyzed: Path) -> None:

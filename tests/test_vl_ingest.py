@@ -151,7 +151,8 @@ def test_any_json_with_info_and_media_items(tmp_path: Path) -> None:
 
 
 def test_own_analyzer_export_parses(tmp_path: Path) -> None:
-    from vlclean.vl_export import Analysis, write_export_json
+    from vlclean.detect import Analysis
+    from vlclean.vl_export import write_export_json
 
     ids = [f"digits_{i:05d}" for i in range(4)]
     media = pd.DataFrame({

@@ -9,7 +9,7 @@ import pandas as pd
 
 from vlclean.reporting import bar_plot
 from vlclean.truth import score, truth_images
-from vlclean.vl_export import Analysis
+from vlclean.detect import Analysis
 
 SINGLE_ISSUES = ("outlier", "mislabel", "dark", "bright", "blur", "invalid")
 
