@@ -5,7 +5,7 @@ Usage: ``python bench/bench_scale.py --images N --json PATH [--sizes 0.25,0.5,1]
 For each size n in ``--sizes`` x N this builds an ImageNet-shaped ImageFolder tree (1,000 classes,
 n train images plus a test split of 3.9 % like ImageNet's 50K/1.28M, 32-px JPEGs with planted
 mislabels, duplicates, leaks, quality issues and unreadable files: ``bench/scale_data.py``), then
-runs each stage's command as ``dvc.yaml`` does, in its own process, with CPU settings (the
+runs each stage's command from ``dvc.yaml`` (its ``cmd``), in its own process, with CPU settings (the
 network-free ``pixels`` embedding, so CPU cost is the pipeline's own, not a CNN's), and records:
 
 ``seconds``      wall time of the stage's process;
@@ -52,30 +52,22 @@ TEST_SHARE = 50_000 / 1_281_167
 TARGET_RSS_MB = 16 * 1024
 TARGET_IMAGES_PER_S = 1000.0
 
-STAGES: dict[str, str] = {
-    "download": "--out data/raw --metrics metrics/download.json --plots plots/download --work_dir data/.cache/download",
-    "analyze": "--raw data/raw --features data/features --export data/vl/scale_vl_export.json "
-               "--export_csv data/vl/scale_vl_export.csv --metrics metrics/analyze.json --plots plots/analyze "
-               "--work_dir data/.cache/analyze",
-    "detect_leaks": "--raw data/raw --features data/features --output data/manifests/scale_leaks_report.csv "
-                    "--by_test data/manifests/scale_leaks_by_test.csv --metrics metrics/detect_leaks.json "
-                    "--plots plots/detect_leaks",
-    "ingest_vl": "--raw data/raw --out data/vl_ingested --metrics metrics/ingest_vl.json",
-    "apply_tags": "--raw data/raw --ingested data/vl_ingested --reviews data/reviews "
-                  "--output data/manifests/scale_tagged_manifest.csv --html data/manifests/scale_review.html "
-                  "--conflicts data/manifests/scale_review_conflicts.csv --metrics metrics/apply_tags.json "
-                  "--plots plots/apply_tags",
-    "build_manifest": "--raw data/raw --tagged data/manifests/scale_tagged_manifest.csv "
-                      "--leaks data/manifests/scale_leaks_report.csv --output data/manifests/scale_cleaned_manifest.csv "
-                      "--summary data/manifests/scale_cleaning_summary.txt --eval_labels data/manifests/scale_eval_labels.csv "
-                      "--train_labels data/manifests/scale_train_labels.csv --metrics metrics/build_manifest.json "
-                      "--plots plots/build_manifest",
-    "noise": "--classes data/raw/classes.csv --features data/features --train_labels data/manifests/scale_train_labels.csv "
-             "--output data/noise/train_labels.csv --metrics metrics/noise.json",
-    "denoise": "--classes data/raw/classes.csv --features data/features --noisy data/noise/train_labels.csv "
-               "--vl_issues data/vl_ingested/issues.parquet --output data/denoise/train_labels.csv "
-               "--metrics metrics/denoise.json",
-}
+STAGE_NAMES = ("download", "analyze", "detect_leaks", "ingest_vl", "apply_tags", "build_manifest", "noise", "denoise")
+
+
+def stage_commands(dataset: str = "scale") -> dict[str, list[str]]:
+    """Each stage's command as ``dvc.yaml`` runs it (its ``cmd``, ``${base.dataset}`` filled in)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    out = {}
+    for name in STAGE_NAMES:
+        cmd = stages[name]["cmd"].replace("${base.dataset}", dataset).split()
+        if cmd[:3] != ["python", "-m", f"stages.{name}"]:
+            raise SystemExit(f"dvc.yaml: stage {name} does not run python -m stages.{name}: {cmd[:3]}")
+        out[name] = [sys.executable, *cmd[1:]]
+    return out
+
+
+STAGES = stage_commands()
 
 
 def bench_params(images_root: Path) -> dict:
@@ -163,8 +155,7 @@ def run_size(n_train: int, workdir: Path, seed: int) -> dict:
     (root / "params.yaml").write_text(yaml.safe_dump(bench_params(root / "images"), sort_keys=False))
     log = root / "stages.log"
     stages = {}
-    for stage, args in STAGES.items():
-        argv = [sys.executable, "-m", f"stages.{stage}", "--params", "params.yaml", *args.split()]
+    for stage, argv in STAGES.items():
         stages[stage] = run_measured(argv, root, log)
         images = n_train + n_test
         stages[stage]["images_per_s"] = round(images / max(stages[stage]["seconds"], 1e-9), 1)

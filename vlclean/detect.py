@@ -238,7 +238,10 @@ def out_of_sample_probs(
 def _knn(features: np.ndarray, p: MislabelParams) -> tuple[np.ndarray, np.ndarray]:
     from vlclean.search import nearest_neighbors
 
-    x = np.ascontiguousarray(features, dtype=np.float32)
+    x = np.array(features, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1)
+    # a flat image's pixel row is all zeros: give it one fixed direction rather than no neighbours
+    x[norms < 0.5] = 1.0 / np.sqrt(max(1, x.shape[1]))
     return nearest_neighbors(x, k=max(1, min(p.knn_k, len(x) - 1)))
 
 

@@ -154,25 +154,16 @@ class Neighbours:
 
 
 def neighbours(features: np.ndarray, k: int, *, chunk: int = 4096) -> Neighbours:
-    """Exact cosine k-nearest neighbours of every row among the other rows (faiss, blocked)."""
-    from vlclean.search import build_embedding_index
+    """Cosine k-nearest neighbours of every row among the other rows: exact while the self search is
+    small, an IVF index beyond :data:`vlclean.search.EXACT_PAIR_BUDGET` (``search.nearest_neighbors``)."""
+    from vlclean.search import nearest_neighbors
 
     x = normalise(features)
     k = max(1, min(k, len(x) - 1))
     if len(x) < 2:
         return Neighbours(np.full((len(x), 1), -1), np.full((len(x), 1), np.inf, dtype=np.float32))
-    index = build_embedding_index(x, index="flat")
-    ids = np.empty((len(x), k), dtype=np.int64)
-    dist = np.empty((len(x), k), dtype=np.float32)
-    for start in range(0, len(x), chunk):
-        sims, found = index.search(x[start : start + chunk], k + 1)
-        is_self = found == np.arange(start, start + len(found))[:, None]
-        drop = is_self.copy()
-        drop[~is_self.any(axis=1), -1] = True  # self not returned (exact duplicates tie): drop the last
-        keep = ~drop
-        ids[start : start + len(found)] = found[keep].reshape(len(found), k)
-        dist[start : start + len(found)] = 1.0 - sims[keep].reshape(len(found), k)
-    return Neighbours(ids, dist)
+    sims, ids = nearest_neighbors(x, k=k, query_chunk=chunk)
+    return Neighbours(ids, np.where(ids >= 0, 1.0 - np.nan_to_num(sims, nan=-1.0), np.inf).astype(np.float32))
 
 
 def margins(labels: np.ndarray, nbrs: Neighbours) -> np.ndarray:
