@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -142,8 +143,9 @@ def stage_baselines(workdir: Path, log: Path) -> dict[str, dict]:
     return {s: run_measured([sys.executable, "-c", f"import stages.{s}"], workdir, log) for s in STAGES}
 
 
-def run_size(n_train: int, workdir: Path, seed: int) -> dict:
-    """Build the tree for ``n_train`` images and run every stage on it."""
+def run_size(n_train: int, workdir: Path, seed: int, progress: Callable[[dict], None] = lambda run: None) -> dict:
+    """Build the tree for ``n_train`` images and run every stage on it; ``progress`` sees the partial
+    run after each stage (so a stopped long run keeps what it measured)."""
     root = workdir / f"n{n_train}"
     if root.exists():
         shutil.rmtree(root)
@@ -160,6 +162,8 @@ def run_size(n_train: int, workdir: Path, seed: int) -> dict:
         images = n_train + n_test
         stages[stage]["images_per_s"] = round(images / max(stages[stage]["seconds"], 1e-9), 1)
         stages[stage]["images_per_cpu_s"] = round(images / max(stages[stage]["cpu_seconds"], 1e-9), 1)
+        progress({"train_images": n_train, "test_images": n_test, "images": n_train + n_test, "partial": True,
+                  "planted": planted, "generate_seconds": round(made, 1), "stages": dict(stages)})
         print(f"  n={n_train:>8} {stage:<15} {stages[stage]['seconds']:9.1f} s {stages[stage]['cpu_seconds']:9.1f} cpu-s "
               f"{stages[stage]['peak_rss_mb']:9.1f} MB", flush=True)
     metrics = {}
@@ -217,6 +221,13 @@ def extrapolate(runs: list[dict], baselines: dict[str, dict], target: int) -> di
     return out
 
 
+def write_result(path: Path, result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=20_000, help="train images of the largest size")
@@ -236,14 +247,18 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for n in sizes:
             print(f"size {n} train images", flush=True)
-            runs.append(run_size(n, workdir, args.seed))
+            def save_partial(run: dict) -> None:
+                if args.json:
+                    write_result(Path(args.json), {"target_images": IMAGENET_IMAGES, "sizes": sizes,
+                                                   "baselines": baselines, "runs": runs, "partial_run": run})
+
+            runs.append(run_size(n, workdir, args.seed, save_partial))
             result = {"target_images": IMAGENET_IMAGES, "cpus": os.cpu_count(), "sizes": sizes,
                       "load_average": os.getloadavg(), "baselines": baselines, "runs": runs,
                       "stages": runs[-1]["stages"], "extrapolated": {"images": IMAGENET_IMAGES,
                                                                      "stages": extrapolate(runs, baselines, IMAGENET_IMAGES)}}
             if args.json:  # written after every size: a long run that is stopped keeps what it measured
-                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.json).write_text(json.dumps(result, indent=1))
+                write_result(Path(args.json), result)
             if not args.workdir:
                 shutil.rmtree(workdir / f"n{n}", ignore_errors=True)
         print(f"{'stage':<15} {'s @ N':>9} {'MB @ N':>9} {'s @ 1.33M':>10} {'MB @ 1.33M':>11} {'img/s':>8}  b(time)")
