@@ -1,32 +1,43 @@
-"""Plot and tabulate bench_scale.py results: time and peak memory vs images, per stage.
+"""Merge, plot and tabulate bench_scale.py results: time and peak memory vs images, per stage.
 
-Usage: ``python bench/plot_scale.py bench/results/scale_*.json --png bench/results/scale.png``
-Prints a Markdown table (every measured size, and the extrapolation of the largest run to 1.33M).
+Usage: ``python bench/plot_scale.py bench/results/scale_*k.json --png bench/results/scale.png
+--out bench/results/scale.json``
+
+Every complete size of every file counts (runs of separate processes, e.g. one size each, combine);
+the extrapolation to 1.33M is fitted over all of them (``bench_scale.extrapolate``) and written with
+the merged runs to ``--out``. Prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import IMAGENET_IMAGES, extrapolate  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
 def load(paths: list[str]) -> tuple[dict[int, dict], dict]:
-    """``({images: stages}, extrapolation of the run with the largest size)``."""
-    points: dict[int, dict] = {}
-    best: dict = {}
+    """``({images: stages}, merged result with the extrapolation over every size)``."""
+    runs: dict[int, dict] = {}
+    baselines: dict = {}
     for path in paths:
         result = json.loads(Path(path).read_text())
-        for run in result["runs"]:
-            points[run["images"]] = run["stages"]
-        if not best or max(result["sizes"]) > max(best["sizes"]):
-            best = result
-    return dict(sorted(points.items())), best
+        baselines = baselines or result.get("baselines", {})
+        for run in result.get("runs", []):
+            runs[run["images"]] = run
+    ordered = [runs[n] for n in sorted(runs)]
+    merged = {"target_images": IMAGENET_IMAGES, "sources": [Path(p).name for p in paths], "baselines": baselines,
+              "runs": ordered, "extrapolated": {"images": IMAGENET_IMAGES,
+                                                "stages": extrapolate(ordered, baselines, IMAGENET_IMAGES)}}
+    return {n: runs[n]["stages"] for n in sorted(runs)}, merged
 
 
 def plot(points: dict[int, dict], extrapolated: dict, png: Path) -> None:
@@ -78,10 +89,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("results", nargs="+")
     ap.add_argument("--png", default="bench/results/scale.png")
+    ap.add_argument("--out", default=None, help="write the merged runs and the extrapolation here (JSON)")
     args = ap.parse_args()
-    points, best = load(args.results)
-    plot(points, best["extrapolated"], Path(args.png))
-    print(table(points, best["extrapolated"]))
+    points, merged = load(args.results)
+    plot(points, merged["extrapolated"], Path(args.png))
+    if args.out:
+        Path(args.out).write_text(json.dumps(merged, indent=1))
+    print(table(points, merged["extrapolated"]))
     return 0
 
 
