@@ -25,11 +25,11 @@ from vlclean import cli
 from vlclean.analysis_report import analysis_metrics, write_analysis_plots
 from vlclean.config import BaseParams, check_range, from_dict, read_params_file
 from vlclean.datasets import RawDataset
+from vlclean.detect import CLASSIFIERS, DetectParams, analyze
 from vlclean.embeddings import build_embedder, torchrun_group
 from vlclean.encode import EncodeOptions, encode_dataset, load_embeddings, load_label_features
 from vlclean.errors import DatasetError, ParamsError
 from vlclean.leaks import LeakParams
-from vlclean.detect import CLASSIFIERS, DetectParams, analyze
 from vlclean.storage import scratch_dir, write_csv, write_json
 from vlclean.vl_export import export_table, write_export_json
 
