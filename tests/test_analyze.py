@@ -142,3 +142,30 @@ def test_standalone_on_a_one_class_tree_fails_clearly(tmp_path: Path, capsys: py
     err = capsys.readouterr().err
     assert f"{tree}: analyze needs valid images of at least two classes" in err and "only class 'cat'" in err
     assert "Traceback" not in err and not (tmp_path / "x.json").exists()
+
+
+def test_batched_label_issues_find_the_flips_the_dense_path_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above DENSE_PROBS_MAX the kNN probabilities are judged chunk by chunk (cleanlab's LabelInspector)."""
+    import sys
+
+    from vlclean import detect
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_mislabels_scale import synthetic_neighbours
+
+    n, k_classes = 6000, 100
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, k_classes, n)
+    sims, ids = synthetic_neighbours(n, 20, true, rng)
+    given = true.copy()
+    flip = rng.choice(n, 180, replace=False)
+    given[flip] = (true[flip] + 1) % k_classes
+    p = detect.MislabelParams(classifier="knn")
+    dense = detect.label_issues(np.zeros((n, 1), np.float32), given, k_classes, p, 0, neighbours=(sims, ids))
+    monkeypatch.setattr(detect, "DENSE_PROBS_MAX", 1000)
+    monkeypatch.setattr(detect, "_PROBS_CHUNK_ROWS", 1024)  # several chunks
+    batched = detect.label_issues(np.zeros((n, 1), np.float32), given, k_classes, p, 0, neighbours=(sims, ids))
+    for found in (dense, batched):
+        assert found.flag[flip].mean() >= 0.6 and found.flag[flip].sum() / found.flag.sum() >= 0.9
+        assert found.confidence.dtype == np.float32 and len(found.suggested) == n
+    np.testing.assert_array_equal(dense.suggested, batched.suggested)
