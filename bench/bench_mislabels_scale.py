@@ -49,9 +49,9 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=1_331_167)
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--k", type=int, default=20)
-    ap.add_argument("--quick", action="store_true", help="300,000 images (still the batched path)")
+    ap.add_argument("--quick", action="store_true", help="30,000 images (still the batched path)")
     args = ap.parse_args()
-    n = 300_000 if args.quick else args.images
+    n = 30_000 if args.quick else args.images
     rng = np.random.default_rng(0)
     true = rng.integers(0, args.classes, size=n)
     sims, ids = synthetic_neighbours(n, args.k, true, rng)

@@ -235,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--workdir", default=None, help="where the trees and pipelines go (default: a temp dir, removed)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="two tiny sizes (2,000 and 4,000 images): checks the bench runs")
+    ap.add_argument("--quick", action="store_true", help="two tiny sizes (1,000 and 2,000 images): checks the bench runs")
     args = ap.parse_args(argv)
-    n_max = 4000 if args.quick else args.images
+    n_max = 2000 if args.quick else args.images
     fractions = [0.5, 1.0] if args.quick else [float(f) for f in args.sizes.split(",")]
     sizes = sorted({max(1000, int(round(n_max * f / 1000)) * 1000) for f in fractions})
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench-scale-"))
