@@ -3,6 +3,7 @@ and on the built-in dataset."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +278,39 @@ def test_comparison_puts_policies_side_by_side(policy_export: PolicyExport, tmp_
     assert "| team | imagenet_1k_aggressive_clean |" in text and "low_uniqueness" in text
     comparison_plot(table, png_path=tmp_path / "policies.png")
     assert (tmp_path / "policies.png").stat().st_size > 0
+
+
+# -- the built-in dataset through the stages -------------------------------------------------------
+def test_builtin_dataset_analysis_and_restore_guard_through_the_stage(builtin_tagged: Path, builtin_leaks: Path,
+                                                                    tmp_path: Path) -> None:
+    from stages import build_manifest
+    from vlclean.storage import write_json
+
+    root = builtin_tagged
+    policy = tmp_path / "policy.json"
+    write_json(policy, tag_params().record())  # what apply_tags --policy writes for the default rule set
+    out = {}
+    for action in ("report", "restore"):
+        params = write_params(tmp_path / f"{action}.yaml", {"build_manifest": {"max_class_drop": {"share": 0.05,
+                                                                                                  "action": action}}})
+        m = tmp_path / action
+        assert build_manifest.main(["--params", str(params), "--raw", str(root / "raw"), "--tagged",
+                                    str(root / "tags" / "tagged.csv"), "--leaks", str(root / "leaks.csv"),
+                                    "--policy", str(policy), "--output", str(m / "cleaned.csv"), "--summary",
+                                    str(m / "summary.txt"), "--eval_labels", str(m / "eval.csv"), "--train_labels",
+                                    str(m / "train.csv"), "--metrics", str(m / "m.json"), "--plots",
+                                    str(m / "plots")]) == 0
+        out[action] = (json.loads((m / "m.json").read_text())["policy"], (m / "summary.txt").read_text(),
+                       pd.read_csv(m / "cleaned.csv", keep_default_na=False))
+    report, text, cleaned = out["report"]
+    assert report["name"] == "default" and report["dropped"] == int(((cleaned["split"] == "train")
+                                                                     & (cleaned["action"] == "drop")).sum()) > 0
+    assert {"leak", "mislabels"} <= set(report["by_reason"])  # planted leaks and mislabels are what it drops
+    assert report["by_bucket"]["harmful"] >= report["by_reason"]["leak"]
+    assert "Policy analysis: default (rule_set), train split" in text and "class cap 5% (report)" in text
+    assert (tmp_path / "report" / "plots" / "classes" / "classes_001.png").is_file()
+    restored, text, guarded = out["restore"]
+    assert restored["restored"] > 0 and restored["dropped"] == report["dropped"] - restored["restored"]
+    back = guarded[guarded["reasons"].str.startswith("restored: ")]
+    assert len(back) == restored["restored"] and (back["action"] == "keep").all()
+    assert not back["reasons"].str.contains("leak: |mislabels: ").any()  # harmful drops stay dropped
