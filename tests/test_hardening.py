@@ -130,6 +130,9 @@ def build_zoo(root: Path) -> dict[str, Outcome]:
                 data = png_bytes(seed, 24) if kind == "png" else jpeg_bytes(seed, 24)
                 files[f"{split}/{cls}/{cls[:3]}_{split}_{i}.{kind}"] = (data, ok)
     files[f"train/cat/{XSS_FILE}"] = (png_bytes(1, 24), ok)
+    # its exact copy: a duplicate pair is always flagged, so the quoted name is always on the review page
+    # (whatever the mislabel classifier makes of a noise image)
+    files["train/cat/copy_of_the_quoted_one.png"] = (png_bytes(1, 24), ok)
 
     photo = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     full_jpeg, full_png = _encode(Image.fromarray(photo), "JPEG"), _encode(Image.fromarray(photo), "PNG")
@@ -215,7 +218,8 @@ ZOO_PARAMS = {
                 "detect": {"mislabels": {"folds": 2}, "outliers": {"k": 3}, "duplicates": {"k": 5}}},
     "train": {"epochs": 1, "batch_size": 8, "image_size": 8, "device": "cpu", "workers": 0, "augmentation": "none",
               "deterministic": False,
-              "warmup_epochs": 0.0, "loader": "memory"},
+              "warmup_epochs": 0.0, "loader": "memory",
+              "val_fraction": 0.0},  # every valid train image is trained on; the given val file validates
 }
 
 
