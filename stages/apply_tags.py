@@ -14,48 +14,17 @@ Standalone, without DVC or images (one row per exported image; the site goes to 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from vlclean import cli, tag_manifest
-from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
-from vlclean.errors import ExportFormatError, ParamsError
-from vlclean.policy import policy_record, read_team_policy
+from vlclean.errors import ExportFormatError
+from vlclean.params import ApplyTagsParams, load_params
 from vlclean.reporting import bar_plot
 from vlclean.storage import scratch_dir, write_csv, write_json
-from vlclean.tagging import Rule, TagDef, validate_rules
 from vlclean.vl_ingest import extract_images, read_export
-
-
-@dataclass(frozen=True)
-class ApplyTagsParams:
-    taxonomy: dict[str, TagDef] = field(default_factory=dict)
-    rule_set: str = "default"
-    rule_sets: dict[str, list[Rule]] = field(default_factory=dict)
-    policy_file: str | None = None  # a policy YAML in the research team's format; replaces rule_set
-
-    def validate(self, prefix: str) -> None:
-        if self.rule_set not in self.rule_sets:
-            raise ParamsError(f"params key '{prefix}.rule_set': {self.rule_set!r} is not one of "
-                              f"{sorted(self.rule_sets)}")
-        for name, rules in self.rule_sets.items():
-            validate_rules(rules, self.taxonomy, f"{prefix}.rule_sets.{name}")
-        if self.policy_file:
-            validate_rules(self.rules, self.taxonomy, f"{prefix}.policy_file ({self.policy_file})")
-
-    @property
-    def rules(self) -> list[Rule]:
-        return read_team_policy(self.policy_file)[1] if self.policy_file else self.rule_sets[self.rule_set]
-
-    def record(self) -> dict:
-        """The policy in force (vlclean.policy.policy_record), written beside the manifest."""
-        if self.policy_file:
-            name, rules = read_team_policy(self.policy_file)
-            return policy_record(name, f"policy_file {self.policy_file}", rules, self.taxonomy)
-        return policy_record(self.rule_set, "rule_set", self.rules, self.taxonomy)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generate_html", action="store_true", help="standalone: also write the review site")
 
     def body(args: argparse.Namespace) -> int:
-        dataset = tag_manifest.check_dataset_name(args.dataset or load_base(args.params).dataset)
-        params = from_dict(ApplyTagsParams, read_params_file(args.params).get("apply_tags"), "apply_tags")
+        every = load_params(args.params, missing_ok=bool(args.vl_export))
+        dataset = tag_manifest.check_dataset_name(args.dataset or every.base.dataset)
+        params = every.apply_tags
         output = Path(args.output or f"data/manifests/{dataset}_tagged_manifest.csv")
         if args.vl_export:
             return standalone(Path(args.vl_export), dataset, output, args, params)

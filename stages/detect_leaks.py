@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from vlclean import cli
-from vlclean.config import from_dict, read_params_file
 from vlclean.datasets import RawDataset, folder_paths
 from vlclean.encode import load_embeddings, load_features
 from vlclean.features import centre_crop_hashes
-from vlclean.leaks import (LeakParams, Side, calibration, find_leaks, leak_metrics, leaks_by_test, score_leaks)
+from vlclean.leaks import (Side, calibration, find_leaks, leak_metrics, leaks_by_test, score_leaks)
+from vlclean.params import EmbeddingParams, EmbeddingRuntime, LeakParams, load_params, parse
 from vlclean.reporting import distance_histogram_plot, line_plot
 from vlclean.storage import write_csv, write_json
 
@@ -50,9 +50,8 @@ def dataset_sides(raw_dir: Path, features_dir: Path, p: LeakParams) -> tuple[Sid
     return dataclasses.replace(test, crop_hashes=crops), side("train"), raw.truth()
 
 
-def folder_side(root: Path, p: LeakParams, workers: int, params_file: str) -> Side:
+def folder_side(root: Path, p: LeakParams, workers: int, e: EmbeddingParams, rt: EmbeddingRuntime) -> Side:
     """Features (and embeddings if needed) of every file below ``root``; unreadable ones reported."""
-    from stages.analyze import AnalyzeParams
     from vlclean.datasets.folder import list_image_files
     from vlclean.embeddings import build_embedder
     from vlclean.features import compute_features
@@ -67,9 +66,7 @@ def folder_side(root: Path, p: LeakParams, workers: int, params_file: str) -> Si
         print(f"unreadable: {row.image_id}: {row.error}", file=sys.stderr)
     emb = None
     if "embedding" in p.methods:
-        data = read_params_file(params_file) if Path(params_file).exists() else {}
-        e = from_dict(AnalyzeParams, data.get("analyze"), "analyze").embedding
-        embedder = build_embedder(e.model, input_size=e.input_size, batch_size=e.batch_size, device=e.device,
+        embedder = build_embedder(e.model, input_size=e.input_size, batch_size=rt.batch_size, device=rt.device,
                                   weights_path=e.weights_path, allow_download=e.allow_download)
         valid = features["valid"].to_numpy()
         emb = np.zeros((len(items), embedder.dim), dtype=np.float32)
@@ -121,22 +118,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train_dir", default=None, help="standalone: ImageFolder tree of train images")
     p.add_argument("--test_dir", default=None, help="standalone: ImageFolder tree of test images")
     p.add_argument("--methods", default=None, help="comma-separated subset of exact,perceptual,embedding")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=None, help="standalone: processes (default runtime.analyze.workers)")
 
     def body(args: argparse.Namespace) -> int:
-        data = read_params_file(args.params) if Path(args.params).exists() else {}
-        dataset = args.dataset or (data.get("base") or {}).get("dataset", "dataset")
-        section = dict(data.get("detect_leaks") or {})
+        standalone = bool(args.train_dir or args.test_dir)
+        every = load_params(args.params, missing_ok=standalone)
+        dataset = args.dataset or every.base.dataset
+        params = every.detect_leaks
         if args.methods:
-            section["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
-        params = from_dict(LeakParams, section, "detect_leaks")
+            methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+            params = parse(LeakParams, {**params.model_dump(), "methods": methods}, "detect_leaks")
         output = Path(args.output or f"data/manifests/{dataset}_leaks_report.csv")
-        if args.train_dir or args.test_dir:
+        if standalone:
             if not (args.train_dir and args.test_dir):
                 raise cli.UsageError("--train_dir and --test_dir go together")
-            train = folder_side(Path(args.train_dir), params, args.workers, args.params)
-            test = folder_side(Path(args.test_dir), params, args.workers, args.params)
-            params = dataclasses.replace(params, scopes=["test-train", "test-test", "train-train"])
+            rt = every.runtime.analyze
+            workers, e = args.workers or rt.workers, every.analyze.embedding
+            train = folder_side(Path(args.train_dir), params, workers, e, rt.embedding)
+            test = folder_side(Path(args.test_dir), params, workers, e, rt.embedding)
+            params = params.model_copy(update={"scopes": ["test-train", "test-test", "train-train"]})
             truth = pd.DataFrame(columns=["issue", "image_id", "related_image_id", "detail"])
         else:
             test, train, truth = dataset_sides(Path(args.raw), Path(args.features), params)

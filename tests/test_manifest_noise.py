@@ -12,7 +12,7 @@ import pytest
 
 from stages import build_manifest, denoise, noise
 from tests.conftest import write_params
-from vlclean.config import from_dict
+from vlclean.params import DenoiseParams, NoiseParams, parse
 from vlclean.datasets import RawDataset
 from vlclean.errors import ParamsError
 from vlclean.denoise import oracle_denoise
@@ -193,15 +193,15 @@ def test_oracle_relabel_restores_caught_labels() -> None:
 
 def test_noise_params_are_validated() -> None:
     with pytest.raises(ParamsError, match="noise.rate"):
-        from_dict(noise.NoiseParams, {"rate": 1.5}, "noise")
+        parse(NoiseParams, {"rate": 1.5}, "noise")
     with pytest.raises(ParamsError, match="noise.kind"):
-        from_dict(noise.NoiseParams, {"kind": "adversarial"}, "noise")
+        parse(NoiseParams, {"kind": "adversarial"}, "noise")
     with pytest.raises(ParamsError, match="noise.pairs"):
-        from_dict(noise.NoiseParams, {"kind": "pair"}, "noise")
+        parse(NoiseParams, {"kind": "pair"}, "noise")
     with pytest.raises(ParamsError, match="denoise.method"):
-        from_dict(denoise.DenoiseParams, {"method": "magic"}, "denoise")
+        parse(DenoiseParams, {"method": "magic"}, "denoise")
     with pytest.raises(ParamsError, match="denoise.vl_export"):
-        from_dict(denoise.DenoiseParams, {"method": "vl_export"}, "denoise")
+        parse(DenoiseParams, {"method": "vl_export"}, "denoise")
 
 
 def test_zero_rate_needs_no_features_for_any_kind() -> None:

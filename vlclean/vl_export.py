@@ -33,7 +33,7 @@ import json
 import math
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from vlclean.datasets import folder_paths
+from vlclean.params import DetectParams, DuplicateParams, MislabelParams, OutlierParams, QualityParams
 from vlclean.search import embedding_self_pairs, nearest_neighbor_similarity, self_pairs
 from vlclean.storage import atomic_path
 
@@ -61,46 +62,6 @@ EXPORT_CSV_COLUMNS = (
     "uniqueness_score", "cluster_id", "issue_type", "confidence", "duplicate_group_id",
     "duplicate_threshold", "suggested_label", "description",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class DuplicateParams:
-    levels: list[float] = field(default_factory=lambda: [0.94, 0.96, 0.98, 0.99])
-    k: int = 20  # neighbours examined per image
-    hash_distance: int = 4  # pHash and dHash both within this many bits (flip-aware): a perceptual pair
-
-
-@dataclass(frozen=True)
-class OutlierParams:
-    k: int = 5
-    z: float = 6.0
-
-
-@dataclass(frozen=True)
-class MislabelParams:
-    classifier: str = "knn"  # knn | logistic | svm
-    folds: int = 5
-    repeats: int = 1  # cross-validation repeats (different folds) averaged: steadier probabilities
-    C: float = 1.0
-    knn_k: int = 20
-    filter_by: str = "prune_by_noise_rate"
-
-
-@dataclass(frozen=True)
-class QualityParams:
-    dark_below: float = 40.0
-    bright_above: float = 215.0
-    blur_below: float = 25.0
-
-
-@dataclass(frozen=True)
-class DetectParams:
-    duplicates: DuplicateParams = field(default_factory=DuplicateParams)
-    outliers: OutlierParams = field(default_factory=OutlierParams)
-    mislabels: MislabelParams = field(default_factory=MislabelParams)
-    quality: QualityParams = field(default_factory=QualityParams)
-    clusters: int = 0  # 0: about sqrt(N)
-    seed: int = 0
 
 
 def media_id(image_id: str) -> str:
@@ -336,7 +297,7 @@ class Analysis:
 
 def analyze(
     index: pd.DataFrame, features: pd.DataFrame, embeddings: np.ndarray, classes: pd.DataFrame,
-    p: DetectParams, *, label_features: np.ndarray | None = None,
+    p: DetectParams, *, seed: int, label_features: np.ndarray | None = None,
 ) -> Analysis:
     """Detect every issue type. ``embeddings`` (N_valid, D) are the valid images' rows in index order.
 
@@ -372,12 +333,12 @@ def analyze(
                                                "similarity": "confidence"}).assign(issue="duplicate"))
         labels = index.loc[valid, "label"].to_numpy(dtype=np.int64)
         probs = out_of_sample_probs(label_features if label_features is not None else emb, labels,
-                                    len(classes), p.mislabels, p.seed)
+                                    len(classes), p.mislabels, seed)
         mis_flag, mis_conf = find_mislabels(probs, labels, p.mislabels)
         mis_flag &= ~out_flag
         add("mislabel", mis_flag, mis_conf, suggested_label=probs.argmax(axis=1))
         n_clusters = p.clusters or int(round(math.sqrt(len(vids))))
-        cluster[valid] = [str(uuid.uuid5(NAMESPACE, f"cluster:{c}")) for c in kmeans_clusters(emb, n_clusters, p.seed)]
+        cluster[valid] = [str(uuid.uuid5(NAMESPACE, f"cluster:{c}")) for c in kmeans_clusters(emb, n_clusters, seed)]
     for issue, (flag, conf) in quality.items():
         add(issue, flag, conf)
     bad = feats.loc[~valid]
