@@ -20,11 +20,11 @@ import pandas as pd
 
 from vlclean import cli, tag_manifest
 from vlclean.datasets import RawDataset
-from vlclean.errors import ExportFormatError
 from vlclean.params import ApplyTagsParams, load_params
 from vlclean.reporting import bar_plot
 from vlclean.storage import scratch_dir, write_csv, write_json
 from vlclean.vl_ingest import extract_images, read_export
+from vlclean.vl_ingest.limits import IngestLimits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         params = every.apply_tags
         output = Path(args.output or f"data/manifests/{dataset}_tagged_manifest.csv")
         if args.vl_export:
-            return standalone(Path(args.vl_export), dataset, output, args, params)
+            return standalone(Path(args.vl_export), dataset, output, args, params,
+                              IngestLimits(**every.ingest_vl.limits.model_dump()))
         raw = RawDataset.open(args.raw)
         index, class_names = raw.index(), list(raw.classes()["class_name"])
         media = pd.read_parquet(Path(args.ingested) / "media.parquet")
@@ -81,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def standalone(export_path: Path, dataset: str, output: Path, args: argparse.Namespace,
-               params: ApplyTagsParams) -> int:
+               params: ApplyTagsParams, limits: IngestLimits) -> int:
     """One row per exported image; thumbnails from the export's images when it has them."""
     site = tag_manifest.site_folder(output, args.html) if args.generate_html else None
-    export = read_export(export_path, progress=True)
+    export = read_export(export_path, progress=True, limits=limits)
     images = tag_manifest.images_from_export(export)
     issues = export.issues.assign(key=lambda f: f["media_key"])
     manifest, _ = tag_manifest.tag_images(images, issues, params.rules, params.taxonomy, None)
@@ -93,10 +94,8 @@ def standalone(export_path: Path, dataset: str, output: Path, args: argparse.Nam
         manifest = manifest.assign(class_name=manifest["label"].fillna(""))
         class_names = sorted({str(x) for x in manifest["class_name"] if x})
         with scratch_dir("vl_images_") as tmp:
-            try:
-                folder = extract_images(export, tmp)
-            except ExportFormatError:  # the export holds no images: placeholders
-                folder = None
+            has_images = export.images_dir is not None or export.images_zip is not None
+            folder = extract_images(export, tmp, limits=limits) if has_images else None  # else placeholders
             tag_manifest.write_review(site, manifest, tag_manifest.standalone_images(manifest, folder),
                                       params.taxonomy, class_names, f"{dataset}: review")
     print(f"apply_tags: {len(manifest)} exported images -> {output}" + (f" and {site}/index.html" if site else ""))

@@ -18,6 +18,7 @@ from vlclean.datasets import RawDataset
 from vlclean.params import load_params
 from vlclean.storage import atomic_dir, write_csv, write_json, write_parquet
 from vlclean.vl_ingest import match_report, match_to_index, read_export
+from vlclean.vl_ingest.limits import IngestLimits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         base, params = every.base, every.ingest_vl
         paths = args.export or params.export or [f"data/vl/{base.dataset}_vl_export.json"]
         index = RawDataset.open(args.raw).index()
-        export = match_to_index(read_export(paths, progress=True), index, dataset_prefixes=params.dataset_prefixes)
+        limits = IngestLimits(**params.limits.model_dump())
+        export = match_to_index(read_export(paths, progress=True, limits=limits), index,
+                                dataset_prefixes=params.dataset_prefixes)
         report = match_report(export)
         with atomic_dir(args.out) as tmp:
             write_parquet(tmp / "media.parquet", schema.to_arrow(export.media, schema.VL_MEDIA, "vl_media"))

@@ -256,9 +256,21 @@ class LeakParams(Section):
 Path_ = Annotated[str, Field(max_length=4096)]
 
 
+class IngestLimitsParams(Section):
+    """Bounds on one export file while it is read (``vlclean.vl_ingest.limits.IngestLimits``; README table)."""
+
+    max_depth: Annotated[int, Field(ge=1, le=10_000)] = 64  # nesting of JSON objects and lists
+    max_string_bytes: Annotated[int, Field(ge=1)] = 1_048_576  # one JSON string, CSV cell or parquet string
+    max_item_bytes: Annotated[int, Field(ge=1)] = 16_777_216  # one media item of a JSON export
+    max_items: Annotated[int, Field(ge=1)] = 50_000_000  # media items / rows in one export file
+    max_extract_bytes: Annotated[int, Field(ge=1)] = 274_877_906_944  # bytes unpacked from one ZIP (256 GiB)
+    max_compression_ratio: Annotated[float, Field(ge=1.0)] = 1000.0  # unpacked / packed size of a ZIP member
+
+
 class IngestParams(Section):
     export: list[Path_] = Field(default_factory=list)  # one path (a string) or several
     dataset_prefixes: list[Path_] = Field(default_factory=list)
+    limits: IngestLimitsParams = Field(default_factory=IngestLimitsParams)
 
     @field_validator("export", mode="before")
     @classmethod
