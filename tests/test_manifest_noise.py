@@ -74,7 +74,7 @@ def run_noise(root: Path, tmp: Path, **noise_params: object) -> pd.DataFrame:
     params = write_params(tmp / "params.yaml", {"noise": noise_params})
     assert noise.main(["--params", str(params), "--raw", str(root / "raw"), "--features", str(root / "features"),
                        "--train_labels", str(root / "manifest" / "train.csv"), "--output", str(tmp / "noisy.csv"),
-                       "--metrics", str(tmp / "noise.json")]) == 0
+                       "--metrics", str(tmp / "noise.json"), "--plots", str(tmp / "plots")]) == 0
     return pd.read_csv(tmp / "noisy.csv")
 
 
