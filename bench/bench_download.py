@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_hashing import make_jpegs  # noqa: E402
 
-from stages.download import DownloadParams, convert  # noqa: E402
-from vlclean.config import from_dict  # noqa: E402
+from stages.download import convert  # noqa: E402
+from vlclean.params import DownloadParams  # noqa: E402
+from vlclean.params import parse  # noqa: E402
 
 
 def write_shards(root: Path, items: list[tuple[str, bytes]], shards: int, n_classes: int = 10) -> None:
@@ -75,12 +76,12 @@ def main() -> int:
         print(f"fixture: {n} JPEGs, {mb:.1f} MB in {args.shards} Hub-style shards")
         print(f"baseline (pyarrow stream + sha256): {n / t_base:8.0f} images/s")
         for workers in sorted({1, args.workers}):
-            params = from_dict(DownloadParams, {"source": "hf", "workers": workers,
-                                                "hf": {"local_dir": str(tmp / "hub"), "split_map": {"train": "train"}}},
-                               "download")
+            params = parse(DownloadParams, {"source": "hf",
+                                            "hf": {"local_dir": str(tmp / "hub"), "split_map": {"train": "train"}}},
+                           "download")
             out, work = tmp / f"raw{workers}", tmp / f"work{workers}"
             t0 = time.perf_counter()
-            convert(params, 0, out, work)
+            convert(params, 0, out, work, workers=workers)
             dt = time.perf_counter() - t0
             print(f"hub conversion, {workers} worker(s):  {n / dt:8.0f} images/s  "
                   f"({dt / t_base:.1f}x the baseline's time; decode-verify dominates)")

@@ -14,48 +14,17 @@ Standalone, without DVC or images (one row per exported image; the site goes to 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from vlclean import cli, tag_manifest
-from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
-from vlclean.errors import ExportFormatError, ParamsError
-from vlclean.policy import policy_record, read_team_policy
+from vlclean.params import ApplyTagsParams, load_params
 from vlclean.reporting import bar_plot
 from vlclean.storage import scratch_dir, write_csv, write_json
-from vlclean.tagging import Rule, TagDef, validate_rules
 from vlclean.vl_ingest import extract_images, read_export
-
-
-@dataclass(frozen=True)
-class ApplyTagsParams:
-    taxonomy: dict[str, TagDef] = field(default_factory=dict)
-    rule_set: str = "default"
-    rule_sets: dict[str, list[Rule]] = field(default_factory=dict)
-    policy_file: str | None = None  # a policy YAML in the research team's format; replaces rule_set
-
-    def validate(self, prefix: str) -> None:
-        if self.rule_set not in self.rule_sets:
-            raise ParamsError(f"params key '{prefix}.rule_set': {self.rule_set!r} is not one of "
-                              f"{sorted(self.rule_sets)}")
-        for name, rules in self.rule_sets.items():
-            validate_rules(rules, self.taxonomy, f"{prefix}.rule_sets.{name}")
-        if self.policy_file:
-            validate_rules(self.rules, self.taxonomy, f"{prefix}.policy_file ({self.policy_file})")
-
-    @property
-    def rules(self) -> list[Rule]:
-        return read_team_policy(self.policy_file)[1] if self.policy_file else self.rule_sets[self.rule_set]
-
-    def record(self) -> dict:
-        """The policy in force (vlclean.policy.policy_record), written beside the manifest."""
-        if self.policy_file:
-            name, rules = read_team_policy(self.policy_file)
-            return policy_record(name, f"policy_file {self.policy_file}", rules, self.taxonomy)
-        return policy_record(self.rule_set, "rule_set", self.rules, self.taxonomy)
+from vlclean.vl_ingest.limits import IngestLimits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,11 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generate_html", action="store_true", help="standalone: also write the review site")
 
     def body(args: argparse.Namespace) -> int:
-        dataset = tag_manifest.check_dataset_name(args.dataset or load_base(args.params).dataset)
-        params = from_dict(ApplyTagsParams, read_params_file(args.params).get("apply_tags"), "apply_tags")
+        every = load_params(args.params, missing_ok=bool(args.vl_export))
+        dataset = tag_manifest.check_dataset_name(args.dataset or every.base.dataset)
+        params = every.apply_tags
         output = Path(args.output or f"data/manifests/{dataset}_tagged_manifest.csv")
         if args.vl_export:
-            return standalone(Path(args.vl_export), dataset, output, args, params)
+            return standalone(Path(args.vl_export), dataset, output, args, params,
+                              IngestLimits(**every.ingest_vl.limits.model_dump()))
         raw = RawDataset.open(args.raw)
         index, class_names = raw.index(), list(raw.classes()["class_name"])
         media = pd.read_parquet(Path(args.ingested) / "media.parquet")
@@ -111,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def standalone(export_path: Path, dataset: str, output: Path, args: argparse.Namespace,
-               params: ApplyTagsParams) -> int:
+               params: ApplyTagsParams, limits: IngestLimits) -> int:
     """One row per exported image; thumbnails from the export's images when it has them."""
     site = tag_manifest.site_folder(output, args.html) if args.generate_html else None
-    export = read_export(export_path, progress=True)
+    export = read_export(export_path, progress=True, limits=limits)
     images = tag_manifest.images_from_export(export)
     issues = export.issues.assign(key=lambda f: f["media_key"])
     manifest, _ = tag_manifest.tag_images(images, issues, params.rules, params.taxonomy, None)
@@ -123,10 +94,8 @@ def standalone(export_path: Path, dataset: str, output: Path, args: argparse.Nam
         manifest = manifest.assign(class_name=manifest["label"].fillna(""))
         class_names = sorted({str(x) for x in manifest["class_name"] if x})
         with scratch_dir("vl_images_") as tmp:
-            try:
-                folder = extract_images(export, tmp)
-            except ExportFormatError:  # the export holds no images: placeholders
-                folder = None
+            has_images = export.images_dir is not None or export.images_zip is not None
+            folder = extract_images(export, tmp, limits=limits) if has_images else None  # else placeholders
             tag_manifest.write_review(site, manifest, tag_manifest.standalone_images(manifest, folder),
                                       params.taxonomy, class_names, f"{dataset}: review")
     print(f"apply_tags: {len(manifest)} exported images -> {output}" + (f" and {site}/index.html" if site else ""))

@@ -17,13 +17,13 @@ import argparse
 from pathlib import Path
 
 from vlclean import cli, schema
-from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
 from vlclean.policy_analysis import (analyze_policy, guard_class_drops, read_policy_record, summary_lines,
                                      write_analysis)
-from vlclean.manifest import (ManifestParams, build_cleaned_manifest, cleaning_summary, eval_labels,
+from vlclean.manifest import (build_cleaned_manifest, cleaning_summary, eval_labels,
                               leak_copy_metrics, manifest_metrics, removal_truth_metrics,
                               train_labels)
+from vlclean.params import load_params
 from vlclean.reporting import bar_plot
 from vlclean.storage import read_csv, write_csv, write_json, write_text
 
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", default=None, help="the policy in force (apply_tags --policy); rules' buckets")
 
     def body(args: argparse.Namespace) -> int:
-        base = load_base(args.params)
-        params = from_dict(ManifestParams, read_params_file(args.params).get("build_manifest"), "build_manifest")
+        every = load_params(args.params)
+        base, params = every.base, every.build_manifest
         raw = RawDataset.open(args.raw)
         tagged = read_csv(args.tagged, columns=schema.TAGGED_MANIFEST)
         leaks = read_csv(args.leaks, columns=schema.LEAKS_REPORT)

@@ -1,8 +1,7 @@
 """denoise: clean the (noisy) train labels by one arm: none, oracle (simulated), cleanlab, analyzer, or a VL export.
 
-Inputs:  ``--noisy`` (data/noise/train_labels.csv with the truth of every flip), ``--raw`` (its tables only,
-         never the image bytes), ``--features``, params ``base``, ``denoise`` (and, for the analyzer arm,
-         ``analyze`` and ``apply_tags``);
+Inputs:  ``--noisy`` (data/noise/train_labels.csv with the truth of every flip), ``--raw``, ``--features``,
+         params ``base``, ``denoise`` (and, for the analyzer arm, ``analyze`` and ``apply_tags``);
          ``denoise.vl_export``: a Visual Layer export of the noisy dataset (arm vl_export).
 Outputs: ``--output`` (data/denoise/train_labels.csv: image_id, label: what train uses),
          ``--metrics`` (precision, recall and F1 of the detection against the actual flips, the recall
@@ -13,67 +12,25 @@ See vlclean/denoise.py for the arms.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from vlclean import cli
-from vlclean.config import check_range, from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
+from vlclean.detect import label_issues
 from vlclean.denoise import (best_other_class, detection_metrics, oracle_denoise, predicted_denoise,
                              vl_export_flags)
 from vlclean.encode import feature_matrix
-from vlclean.errors import ParamsError
 from vlclean.noise import margins, neighbours
+from vlclean.params import MislabelParams, Params, load_params
 from vlclean.storage import read_csv, write_csv, write_json
-from vlclean.detect import MislabelParams, label_issues
 
 
-@dataclass(frozen=True)
-class DenoiseParams:
-    method: Literal["none", "oracle", "cleanlab", "analyzer", "vl_export"] = "none"
-    action: Literal["drop", "relabel"] = "drop"
-    recall: float = 0.8  # oracle: share of flipped labels caught
-    false_positive_rate: float = 0.02  # oracle: share of clean labels wrongly caught
-    miss: Literal["uniform", "hardest"] = "uniform"  # oracle: which flips it misses / which clean ones it flags
-    relabel_accuracy: float = 1.0  # oracle relabel: share of caught flips given their true class
-    features: Literal["embedding", "pixels"] = "pixels"  # cleanlab's classifier input; oracle's margins
-    pixels_side: int = 8
-    k: int = 50  # oracle: neighbours for the margins (miss: hardest)
-    classifier: Literal["auto", "svm", "knn", "logistic"] = "auto"  # auto: by image and class count
-    C: float = 3.0
-    folds: int = 5
-    vl_export: str = ""  # vl_export: path of a VL export made of the noisy dataset
-    vl_min_confidence: float = 0.5  # vl_export: mislabel issues at or above this confidence
-    seed: int | None = None
-
-    def validate(self, prefix: str) -> None:
-        check_range(prefix, "recall", self.recall, 0.0, 1.0)
-        check_range(prefix, "false_positive_rate", self.false_positive_rate, 0.0, 1.0)
-        check_range(prefix, "relabel_accuracy", self.relabel_accuracy, 0.0, 1.0)
-        check_range(prefix, "folds", self.folds, 2, 20)
-        check_range(prefix, "k", self.k, 2, 1000)
-        check_range(prefix, "vl_min_confidence", self.vl_min_confidence, 0.0, 1.0)
-        check_range(prefix, "pixels_side", self.pixels_side, 4, 64)
-        if self.C <= 0:
-            raise ParamsError(f"params key '{prefix}.C': {self.C} must be > 0")
-        if self.method == "vl_export" and not self.vl_export:
-            raise ParamsError(f"params key '{prefix}.vl_export' is required when method is 'vl_export': the path of a "
-                              "Visual Layer export of the noisy dataset (README, 'Cleaning arms')")
-
-
-def analyzer_setup(params_file: str) -> tuple[str, int, MislabelParams, float]:
+def analyzer_setup(every: Params) -> tuple[str, int, MislabelParams, float]:
     """What analyze + apply_tags use to call a label wrong: label features, thumbnail side, classifier,
     and the active rule set's confidence threshold for the ``mislabeled`` tag (0 when it has none)."""
-    from stages.analyze import AnalyzeParams
-    from stages.apply_tags import ApplyTagsParams
-
-    data = read_params_file(params_file)
-    a = from_dict(AnalyzeParams, data.get("analyze"), "analyze")
-    t = from_dict(ApplyTagsParams, data.get("apply_tags"), "apply_tags")
+    a, t = every.analyze, every.apply_tags
     rule = next((r for r in t.rules if r.tag == "mislabeled" and r.issue and "mislabel" in r.issue), None)
     threshold = rule.min_confidence if rule is not None and rule.min_confidence is not None else 0.0
     return a.label_features, a.label_pixels_side, a.detect.mislabels, threshold
@@ -85,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{flag}", required=True)
 
     def body(args: argparse.Namespace) -> int:
-        base = load_base(args.params)
-        params = from_dict(DenoiseParams, read_params_file(args.params).get("denoise"), "denoise")
+        every = load_params(args.params)
+        base, params = every.base, every.denoise
         noisy_frame = read_csv(args.noisy)
         ids = noisy_frame["image_id"].to_numpy()
         true = noisy_frame["true_label"].to_numpy(dtype=np.int64)
@@ -115,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                 kind, side, mp, threshold = params.features, params.pixels_side, MislabelParams(
                     classifier=params.classifier, C=params.C, folds=params.folds), 0.0
             else:
-                kind, side, mp, threshold = analyzer_setup(args.params)
-                extra = {"analyzer": {"label_features": kind, **dataclasses.asdict(mp), "min_confidence": threshold}}
+                kind, side, mp, threshold = analyzer_setup(every)
+                extra = {"analyzer": {"label_features": kind, **mp.model_dump(), "min_confidence": threshold}}
             x = feature_matrix(args.features, ids, kind=kind, side=side)
             found = label_issues(x, noisy, n_classes, mp, base.seed)
             r = predicted_denoise(found.flag & (found.confidence >= threshold), noisy, found.suggested,

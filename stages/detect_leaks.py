@@ -12,29 +12,26 @@ Standalone, without DVC, on two ImageFolder trees (files streamed and hashed as 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
 
 from vlclean import cli
-from vlclean.config import from_dict, read_params_file
-from vlclean.leaks import (LeakParams, Side, calibration, dataset_sides, find_leaks, folder_side, leak_metrics,
-                           leaks_by_test, score_leaks)
+from vlclean.leaks import (Side, calibration, dataset_sides, find_leaks, folder_side, leak_metrics, leaks_by_test,
+                           score_leaks)
+from vlclean.params import EmbeddingParams, EmbeddingRuntime, LeakParams, load_params, parse
 from vlclean.reporting import distance_histogram_plot, line_plot
 from vlclean.storage import write_csv, write_json
 
 
-def standalone_sides(train_dir: Path, test_dir: Path, p: LeakParams, workers: int, params_file: str) -> tuple[Side, Side]:
+def standalone_sides(train_dir: Path, test_dir: Path, p: LeakParams, workers: int, e: EmbeddingParams,
+                     rt: EmbeddingRuntime) -> tuple[Side, Side]:
     """The two ImageFolder trees as sides (streamed; the embedder from params ``analyze.embedding``)."""
     embedder = None
     if "embedding" in p.methods:
-        from stages.analyze import AnalyzeParams
         from vlclean.embeddings import build_embedder
 
-        data = read_params_file(params_file) if Path(params_file).exists() else {}
-        e = from_dict(AnalyzeParams, data.get("analyze"), "analyze").embedding
-        embedder = build_embedder(e.model, input_size=e.input_size, batch_size=e.batch_size, device=e.device,
+        embedder = build_embedder(e.model, input_size=e.input_size, batch_size=rt.batch_size, device=rt.device,
                                   weights_path=e.weights_path, allow_download=e.allow_download)
     return (folder_side(test_dir, p, test=True, embedder=embedder, workers=workers),
             folder_side(train_dir, p, test=False, embedder=embedder, workers=workers))
@@ -78,21 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train_dir", default=None, help="standalone: ImageFolder tree of train images")
     p.add_argument("--test_dir", default=None, help="standalone: ImageFolder tree of test images")
     p.add_argument("--methods", default=None, help="comma-separated subset of exact,perceptual,embedding")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=None, help="standalone: processes (default runtime.analyze.workers)")
 
     def body(args: argparse.Namespace) -> int:
-        data = read_params_file(args.params) if Path(args.params).exists() else {}
-        dataset = args.dataset or (data.get("base") or {}).get("dataset", "dataset")
-        section = dict(data.get("detect_leaks") or {})
+        standalone = bool(args.train_dir or args.test_dir)
+        every = load_params(args.params, missing_ok=standalone)
+        dataset = args.dataset or every.base.dataset
+        params = every.detect_leaks
         if args.methods:
-            section["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
-        params = from_dict(LeakParams, section, "detect_leaks")
+            methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+            params = parse(LeakParams, {**params.model_dump(), "methods": methods}, "detect_leaks")
         output = Path(args.output or f"data/manifests/{dataset}_leaks_report.csv")
-        if args.train_dir or args.test_dir:
+        if standalone:
             if not (args.train_dir and args.test_dir):
                 raise cli.UsageError("--train_dir and --test_dir go together")
-            test, train = standalone_sides(Path(args.train_dir), Path(args.test_dir), params, args.workers, args.params)
-            params = dataclasses.replace(params, scopes=["test-train", "test-test", "train-train"])
+            rt = every.runtime.analyze
+            workers, e = args.workers or rt.workers, every.analyze.embedding
+            test, train = standalone_sides(Path(args.train_dir), Path(args.test_dir), params, workers, e, rt.embedding)
+            params = params.model_copy(update={"scopes": ["test-train", "test-test", "train-train"]})
             truth = pd.DataFrame(columns=["issue", "image_id", "related_image_id", "detail"])
         else:
             test, train, truth = dataset_sides(Path(args.raw), Path(args.features), params)

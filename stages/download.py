@@ -9,101 +9,24 @@ Finished conversion units are kept in ``--work_dir`` so an interrupted run resum
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 
 from vlclean import cli
-from vlclean.config import check_range, from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset, RawDatasetWriter
 from vlclean.datasets.raw import fingerprint
 from vlclean.datasets.arrays import array_units, classes_from_names, subset_labels
-from vlclean.datasets.builtin import BuiltinSpec, builtin_classes, builtin_units, generate_builtin
+from vlclean.datasets.builtin import builtin_classes, builtin_units, generate_builtin
 from vlclean.datasets.cifar import CifarArchive, cifar_class_names, cifar_listing, read_cifar_splits
 from vlclean.datasets.folder import folder_units, scan_folder
 from vlclean.datasets.hub import HubReader, class_names_from_parquet, classes_table, classify_files, fetch_hub_file, list_hub_files
-from vlclean.datasets.idx import DEFAULT_ROOT, FASHION_MNIST_CLASSES, idx_listing, read_idx_splits
+from vlclean.datasets.idx import idx_listing, read_idx_splits
 from vlclean.errors import DatasetError, ParamsError
+from vlclean.params import DownloadParams, load_params
 from vlclean.reporting import bar_plot
 from vlclean.storage import write_json
-
-
-@dataclass(frozen=True)
-class FolderParams:
-    root: str = ""
-    no_split: Literal["train", "test"] | None = None  # a tree without split folders: all images in this split
-    split_map: dict[str, str | None] = field(
-        default_factory=lambda: {"train": "train", "val": "test", "validation": "test", "test": "test"}
-    )
-
-
-@dataclass(frozen=True)
-class HubParams:
-    repo_id: str = "evanarlian/imagenet_1k_resized_256"
-    revision: str | None = None
-    local_dir: str | None = None
-    cache_dir: str | None = None
-    image_column: str = "image"
-    label_column: str = "label"
-    split_map: dict[str, str | None] = field(
-        default_factory=lambda: {"train": "train", "val": "test", "validation": "test", "test": None}
-    )
-
-
-@dataclass(frozen=True)
-class IdxParams:
-    root: str = DEFAULT_ROOT  # Debian's dataset-fashion-mnist
-    class_names: list[str] = field(default_factory=lambda: list(FASHION_MNIST_CLASSES))
-
-
-@dataclass(frozen=True)
-class CifarParams:
-    path: str = ""  # cifar-10-python.tar.gz / cifar-100-python.tar.gz or the extracted folder
-    label: Literal["fine", "coarse"] = "fine"  # CIFAR-100: 100 fine classes or 20 superclasses
-
-
-@dataclass(frozen=True)
-class DownloadParams:
-    source: Literal["builtin", "folder", "hf", "idx", "cifar"] = "builtin"
-    shard_max_mb: int = 256
-    workers: int = 2
-    max_pixels: int = 64_000_000
-    unit_size: int = 10_000
-    max_per_class: int | None = None
-    classes: list[str] = field(default_factory=list)
-    builtin: BuiltinSpec = field(default_factory=BuiltinSpec)
-    folder: FolderParams = field(default_factory=FolderParams)
-    hf: HubParams = field(default_factory=HubParams)
-    idx: IdxParams = field(default_factory=IdxParams)
-    cifar: CifarParams = field(default_factory=CifarParams)
-
-    def validate(self, prefix: str) -> None:
-        check_range(prefix, "shard_max_mb", self.shard_max_mb, 1, 4096)
-        check_range(prefix, "workers", self.workers, 1, 256)
-        check_range(prefix, "max_pixels", self.max_pixels, 1)
-        check_range(prefix, "unit_size", self.unit_size, 1)
-        if self.max_per_class is not None:
-            check_range(prefix, "max_per_class", self.max_per_class, 1)
-        check_range(prefix, "builtin.test_fraction", self.builtin.test_fraction, 0.05, 0.5)
-        check_range(prefix, "builtin.mislabel_fraction", self.builtin.mislabel_fraction, 0.0, 0.3)
-        check_range(prefix, "builtin.image_size", self.builtin.image_size, 16, 512)
-        check_range(prefix, "builtin.texture", self.builtin.texture, 0.0, 60.0)
-        for k in ("leaks_per_transform", "train_duplicates", "dark", "bright", "blur", "outliers", "invalid"):
-            check_range(prefix, f"builtin.{k}", getattr(self.builtin, k), 0, 30)
-        for section in (self.folder.split_map, self.hf.split_map):
-            for k, v in section.items():
-                if v not in (None, "train", "test"):
-                    raise ParamsError(f"params key '{prefix}.*.split_map.{k}': {v!r} must be train, test or null")
-        if self.source == "folder" and not self.folder.root:
-            raise ParamsError(f"params key '{prefix}.folder.root' is required when source is 'folder'")
-        if self.source == "cifar" and not self.cifar.path:
-            raise ParamsError(f"params key '{prefix}.cifar.path' is required when source is 'cifar'")
-        if len(set(self.idx.class_names)) != len(self.idx.class_names) or len(self.idx.class_names) < 2:
-            raise ParamsError(f"params key '{prefix}.idx.class_names': {self.idx.class_names} must be 2+ distinct names")
 
 
 def _subset(classes: pd.DataFrame, wanted: list[str]) -> dict[int, int] | None:
@@ -196,10 +119,10 @@ def _write_arrays(p: DownloadParams, splits: list, classes: pd.DataFrame, out: P
 SOURCES = {"builtin": _builtin, "folder": _folder, "hf": _hf, "idx": _idx, "cifar": _cifar}
 
 
-def convert(p: DownloadParams, seed: int, out: Path, work_dir: Path) -> dict:
-    """Run the configured source into ``out``; return extra metrics of the source."""
-    common = dict(shard_max_bytes=p.shard_max_mb * 2**20, workers=p.workers, max_pixels=p.max_pixels)
-    fp_base = {"params": dataclasses.asdict(p), "seed": seed, "layout": 1}
+def convert(p: DownloadParams, seed: int, out: Path, work_dir: Path, *, workers: int = 2) -> dict:
+    """Run the configured source into ``out`` with ``workers`` processes; return extra metrics of the source."""
+    common = dict(shard_max_bytes=p.shard_max_mb * 2**20, workers=workers, max_pixels=p.max_pixels)
+    fp_base = {"params": p.model_dump(), "seed": seed, "layout": 1}
     return SOURCES[p.source](p, seed, out, work_dir, common, fp_base)
 
 
@@ -243,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work_dir", default="data/.cache/download", help="resumable conversion state (not a DVC output)")
 
     def body(args: argparse.Namespace) -> int:
-        base = load_base(args.params)
-        params = from_dict(DownloadParams, read_params_file(args.params).get("download"), "download")
-        extra = convert(params, base.seed, Path(args.out), Path(args.work_dir))
+        params = load_params(args.params)
+        extra = convert(params.download, params.base.seed, Path(args.out), Path(args.work_dir),
+                        workers=params.runtime.download.workers)
         metrics = report(Path(args.out), Path(args.metrics), Path(args.plots), extra)
         print(f"download: {metrics['images']} images ({metrics['images_per_split']}), "
               f"{metrics['invalid']} invalid, {metrics['shards']} shard(s)")

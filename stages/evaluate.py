@@ -15,38 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 
 from vlclean import cli
-from vlclean.config import check_range, from_dict, read_params_file
 from vlclean.datasets import RawDataset
 from vlclean.devices import resolve_device
 from vlclean.errors import DatasetError
+from vlclean.params import load_params
 from vlclean.reporting import bar_plot, confusion_heatmap
 from vlclean.schema import validate_predictions
 from vlclean.storage import write_csv, write_json
 from vlclean.tracking import log_results
-from vlclean.training import (Device, Loader, evaluation_report, load_model, open_images, predict, prediction_table,
+from vlclean.training import (evaluation_report, load_model, open_images, predict, prediction_table,
                               read_label_file)
-
-
-@dataclass(frozen=True)
-class EvaluateParams:
-    batch_size: int = 256
-    device: Device = "auto"
-    amp: bool = False
-    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
-    workers: int = 0
-    loader: Loader = "auto"
-    cache_max_mb: int = 2048
-
-    def validate(self, prefix: str) -> None:
-        check_range(prefix, "batch_size", self.batch_size, 1, 65_536)
-        check_range(prefix, "workers", self.workers, 0, 256)
-        check_range(prefix, "cache_max_mb", self.cache_max_mb, 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,17 +43,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="build_manifest's metrics JSON: logged with the test metrics to the model's W&B run, if any")
 
     def body(args: argparse.Namespace) -> int:
-        params = from_dict(EvaluateParams, read_params_file(args.params).get("evaluate"), "evaluate")
-        device = resolve_device(params.device, key="evaluate.device")
+        every = load_params(args.params)
+        params, rt = every.evaluate, every.runtime.evaluate
+        device = resolve_device(rt.device, key="runtime.evaluate.device")
         raw = RawDataset.open(args.raw)
         names = raw.classes().sort_values("label")["class_name"].astype(str).tolist()
         model = load_model(args.model, device)
         if model.num_classes != len(names):
             raise DatasetError(f"model {args.model} has {model.num_classes} classes, {args.raw} has {len(names)}")
         images = read_label_file(args.labels, raw, with_leaked=True)
-        data = open_images(args.raw, images, model.image_size, loader=params.loader,
-                           cache_max_mb=params.cache_max_mb, workers=params.workers)
-        pred = predict(model.model, data, device=device, batch_size=params.batch_size, workers=params.workers,
+        data = open_images(args.raw, images, model.image_size, loader=rt.loader,
+                           cache_max_mb=rt.cache_max_mb, workers=rt.workers)
+        pred = predict(model.model, data, device=device, batch_size=rt.batch_size, workers=rt.workers,
                        amp=params.amp, amp_dtype=params.amp_dtype)
         report = evaluation_report(images, pred, names)
         write_json(args.metrics, report.metrics)

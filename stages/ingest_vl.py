@@ -11,20 +11,14 @@ fastdup folder (see vlclean/vl_ingest/, one module per format).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlclean import cli, schema
-from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
+from vlclean.params import load_params
 from vlclean.storage import atomic_dir, write_csv, write_json, write_parquet
 from vlclean.vl_ingest import match_report, match_to_index, read_export
-
-
-@dataclass(frozen=True)
-class IngestParams:
-    export: list[str] = field(default_factory=list)
-    dataset_prefixes: list[str] = field(default_factory=list)
+from vlclean.vl_ingest.limits import IngestLimits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,14 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics", default="metrics/ingest_vl.json")
 
     def body(args: argparse.Namespace) -> int:
-        base = load_base(args.params)
-        data = read_params_file(args.params).get("ingest_vl")
-        if isinstance(data, dict) and isinstance(data.get("export"), str):
-            data = {**data, "export": [data["export"]] if data["export"] else []}
-        params = from_dict(IngestParams, data, "ingest_vl")
+        every = load_params(args.params)
+        base, params = every.base, every.ingest_vl
         paths = args.export or params.export or [f"data/vl/{base.dataset}_vl_export.json"]
         index = RawDataset.open(args.raw).index()
-        export = match_to_index(read_export(paths, progress=True), index, dataset_prefixes=params.dataset_prefixes)
+        limits = IngestLimits(**params.limits.model_dump())
+        export = match_to_index(read_export(paths, progress=True, limits=limits), index,
+                                dataset_prefixes=params.dataset_prefixes)
         report = match_report(export)
         with atomic_dir(args.out) as tmp:
             write_parquet(tmp / "media.parquet", schema.to_arrow(export.media, schema.VL_MEDIA, "vl_media"))

@@ -23,9 +23,9 @@ import pandas as pd
 
 from vlclean import cli
 from vlclean import findings as fd
-from vlclean.config import load_base, read_params_file
 from vlclean.errors import VLCleanError
 from vlclean.csvio import read_csv
+from vlclean.params import load_params, read_params_file
 from vlclean.schema import PREDICTIONS, validate_predictions
 from vlclean.storage import write_csv, write_json, write_text
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         from dvc.exceptions import DvcException
         from dvc.repo import Repo
 
-        dataset = args.dataset or load_base(args.params).dataset
+        dataset = args.dataset or load_params(args.params).base.dataset
         out = Path(args.out_dir or f"reports/{dataset}")
         rows = dvc.api.exp_show(repo=args.repo, revs=args.rev, num=-1 if args.all_commits else 1)
         with Repo(args.repo) as repo:

@@ -17,8 +17,8 @@ import sys
 import time
 
 from vlclean import cli
-from vlclean.config import read_params_file
 from vlclean.errors import VLCleanError
+from vlclean.params import read_params_file
 from vlclean.study import expected_seconds, load_study, missing_keys, runs, set_args
 
 DVC = [sys.executable, "-m", "dvc"]

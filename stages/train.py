@@ -17,11 +17,11 @@ import argparse
 from pathlib import Path
 
 from vlclean import cli
-from vlclean.config import from_dict, load_base, read_params_file
 from vlclean.datasets import RawDataset
+from vlclean.params import load_params
 from vlclean.storage import write_csv, write_json
 from vlclean.tracking import check_wandb
-from vlclean.training import TrainParams, raw_train_labels, train
+from vlclean.training import raw_train_labels, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics", default="metrics/train.json")
 
     def body(args: argparse.Namespace) -> int:
-        base = load_base(args.params)
-        params = from_dict(TrainParams, read_params_file(args.params).get("train"), "train")
+        every = load_params(args.params)
+        base, params = every.base, every.train
         check_wandb(params.wandb.enabled)
         labels = args.labels
         if params.labels == "raw":
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(params, seed=base.seed if params.seed is None else params.seed, data_seed=base.seed,
                        raw_dir=args.raw,
                        train_labels=labels, val_labels=args.val_labels, model_path=args.model,
-                       checkpoint_dir=args.checkpoint_dir, live_dir=args.live)
+                       checkpoint_dir=args.checkpoint_dir, live_dir=args.live, runtime=every.runtime.train)
         if result.is_main:
             write_json(Path(args.metrics), result.metrics)
             m = result.metrics

@@ -186,11 +186,9 @@ def test_hf_source_reads_the_uoft_cifar100_layout(tmp_path: Path) -> None:
 
 
 def test_params_default_class_names_are_fashion_mnists() -> None:
-    from stages.download import DownloadParams
-    from vlclean.config import from_dict, read_params_file
+    from vlclean.params import DownloadParams, load_params
 
-    params = from_dict(DownloadParams, read_params_file(Path(__file__).resolve().parents[1] / "params.yaml")["download"],
-                       "download")
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml").download
     assert params.idx.class_names == list(FASHION_MNIST_CLASSES) == DownloadParams().idx.class_names
 
 

@@ -13,7 +13,7 @@ from tests.conftest import write_params, write_photo_leak_folders
 from vlclean.datasets import RawDataset
 from vlclean.datasets.builtin import LEAK_TRANSFORMS
 from vlclean.errors import ParamsError
-from vlclean.config import from_dict
+from vlclean.params import parse
 from vlclean.leaks import PAIR_COLUMNS, LeakParams
 
 
@@ -82,6 +82,6 @@ def test_standalone_perceptual_on_two_folders(tmp_path: Path, capsys: pytest.Cap
 
 def test_params_are_validated() -> None:
     with pytest.raises(ParamsError, match="detect_leaks.methods"):
-        from_dict(LeakParams, {"methods": ["sift"]}, "detect_leaks")
+        parse(LeakParams, {"methods": ["sift"]}, "detect_leaks")
     with pytest.raises(ParamsError, match="detect_leaks.phash_max"):
-        from_dict(LeakParams, {"phash_max": 70}, "detect_leaks")
+        parse(LeakParams, {"phash_max": 70}, "detect_leaks")

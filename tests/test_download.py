@@ -214,11 +214,12 @@ def test_hub_subset_and_max_per_class(tmp_path: Path) -> None:
 
 def test_hub_conversion_resumes_after_interruption(tmp_path: Path) -> None:
     """A crash in shard 3 keeps shards 1-2; the rerun converts only what is left."""
-    from stages.download import DownloadParams, convert
-    from vlclean.config import from_dict
+    from stages.download import convert
+    from vlclean.params import DownloadParams
+    from vlclean.params import parse
 
     hub = write_hub_shards(tmp_path / "hub", {"train": 30, "val": 9}, names=["a", "b"], shards_per_split=3)
-    params = from_dict(DownloadParams, {"source": "hf", "hf": {"local_dir": str(hub)}}, "download")
+    params = parse(DownloadParams, {"source": "hf", "hf": {"local_dir": str(hub)}}, "download")
     opened: list[str] = []
     original = HubReader._records
 

@@ -68,7 +68,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.conftest import REPO, jpeg_bytes, png_bytes, write_hub_shards, write_params
-from vlclean.config import from_dict
+from vlclean.params import parse
 from vlclean.datasets import RawDataset
 from vlclean.errors import ParamsError
 from vlclean.images import DEFAULT_MAX_PIXELS, load_rgb
@@ -130,6 +130,9 @@ def build_zoo(root: Path) -> dict[str, Outcome]:
                 data = png_bytes(seed, 24) if kind == "png" else jpeg_bytes(seed, 24)
                 files[f"{split}/{cls}/{cls[:3]}_{split}_{i}.{kind}"] = (data, ok)
     files[f"train/cat/{XSS_FILE}"] = (png_bytes(1, 24), ok)
+    # its exact copy: a duplicate pair is always flagged, so the quoted name is always on the review page
+    # (whatever the mislabel classifier makes of a noise image)
+    files["train/cat/copy_of_the_quoted_one.png"] = (png_bytes(1, 24), ok)
 
     photo = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     full_jpeg, full_png = _encode(Image.fromarray(photo), "JPEG"), _encode(Image.fromarray(photo), "PNG")
@@ -210,12 +213,14 @@ def build_zoo(root: Path) -> dict[str, Outcome]:
 # -- the zoo through the pipeline ----------------------------------------------------------------
 ZOO_PARAMS = {
     "base": {"dataset": "zoo"},
-    "download": {"source": "folder", "workers": 1},
-    "analyze": {"workers": 1, "embedding": {"model": "pixels"},
+    "runtime": {"download": {"workers": 1}, "analyze": {"workers": 1}, "train": {"device": "cpu", "workers": 0}},
+    "download": {"source": "folder"},
+    "analyze": {"embedding": {"model": "pixels"},
                 "detect": {"mislabels": {"folds": 2}, "outliers": {"k": 3}, "duplicates": {"k": 5}}},
-    "train": {"epochs": 1, "batch_size": 8, "image_size": 8, "device": "cpu", "workers": 0, "augmentation": "none",
+    "train": {"epochs": 1, "batch_size": 8, "image_size": 8, "augmentation": "none",
               "deterministic": False,
-              "warmup_epochs": 0.0, "loader": "memory"},
+              "warmup_epochs": 0.0, "loader": "memory",
+              "val_fraction": 0.0},  # every valid train image is trained on; the given val file validates
 }
 
 
@@ -559,60 +564,61 @@ def _with(data: dict, path: tuple, value: object) -> dict:
 # (params class, section, path, bad value, expected dotted key); kinds: unknown key, wrong type, out of range
 # or unknown choice. The README's example message is the contract: "params key 'download.workers': ...".
 BAD_PARAMS = [
-    ("stages.download:DownloadParams", "download", ("sources",), "folder", "download.sources"),
-    ("stages.download:DownloadParams", "download", ("workers",), "two", "download.workers"),
-    ("stages.download:DownloadParams", "download", ("workers",), 0, "download.workers"),
-    ("stages.download:DownloadParams", "download", ("source",), "ftp", "download.source"),
-    ("stages.download:DownloadParams", "download", ("folder", "split_map", "val"), "validation",
-     "download.*.split_map.val"),
-    ("stages.analyze:AnalyzeParams", "analyze", ("detect", "outliers", "zz"), 1, "analyze.detect.outliers.zz"),
-    ("stages.analyze:AnalyzeParams", "analyze", ("draft",), "yes", "analyze.draft"),
-    ("stages.analyze:AnalyzeParams", "analyze", ("embedding", "model"), "magic", "analyze.embedding.model"),
-    ("stages.analyze:AnalyzeParams", "analyze", ("detect", "duplicates", "levels"), [0.9, 1.5],
+    ("vlclean.params:DownloadParams", "download", ("sources",), "folder", "download.sources"),
+    ("vlclean.params:DownloadParams", "download", ("workers",), 2, "download.workers"),  # moved to runtime
+    ("vlclean.params:RuntimeParams", "runtime", ("download", "workers"), "two", "runtime.download.workers"),
+    ("vlclean.params:RuntimeParams", "runtime", ("download", "workers"), 0, "runtime.download.workers"),
+    ("vlclean.params:DownloadParams", "download", ("source",), "ftp", "download.source"),
+    ("vlclean.params:DownloadParams", "download", ("folder", "split_map", "val"), "validation",
+     "download.folder.split_map.val"),
+    ("vlclean.params:AnalyzeParams", "analyze", ("detect", "outliers", "zz"), 1, "analyze.detect.outliers.zz"),
+    ("vlclean.params:AnalyzeParams", "analyze", ("draft",), "yes", "analyze.draft"),
+    ("vlclean.params:AnalyzeParams", "analyze", ("embedding", "model"), "magic", "analyze.embedding.model"),
+    ("vlclean.params:AnalyzeParams", "analyze", ("detect", "duplicates", "levels"), [0.9, 1.5],
      "analyze.detect.duplicates.levels"),
-    ("stages.analyze:AnalyzeParams", "analyze", ("detect", "mislabels", "classifier"), "forest",
+    ("vlclean.params:AnalyzeParams", "analyze", ("detect", "mislabels", "classifier"), "forest",
      "analyze.detect.mislabels.classifier"),
-    ("vlclean.leaks:LeakParams", "detect_leaks", ("method",), ["exact"], "detect_leaks.method"),
-    ("vlclean.leaks:LeakParams", "detect_leaks", ("phash_max",), 4.5, "detect_leaks.phash_max"),
-    ("vlclean.leaks:LeakParams", "detect_leaks", ("methods",), ["exact", "magic"], "detect_leaks.methods"),
-    ("vlclean.leaks:LeakParams", "detect_leaks", ("min_similarity",), 1.5, "detect_leaks.min_similarity"),
-    ("stages.ingest_vl:IngestParams", "ingest_vl", ("exports",), [], "ingest_vl.exports"),
-    ("stages.ingest_vl:IngestParams", "ingest_vl", ("export",), 5, "ingest_vl.export"),
-    ("stages.ingest_vl:IngestParams", "ingest_vl", ("dataset_prefixes",), [1], "ingest_vl.dataset_prefixes[0]"),
-    ("stages.apply_tags:ApplyTagsParams", "apply_tags", ("rules",), [], "apply_tags.rules"),
-    ("stages.apply_tags:ApplyTagsParams", "apply_tags", ("rule_set",), 3, "apply_tags.rule_set"),
-    ("stages.apply_tags:ApplyTagsParams", "apply_tags", ("rule_set",), "nope", "apply_tags.rule_set"),
-    ("stages.apply_tags:ApplyTagsParams", "apply_tags", ("rule_sets", "default", 0, "action"), "explode",
+    ("vlclean.params:LeakParams", "detect_leaks", ("method",), ["exact"], "detect_leaks.method"),
+    ("vlclean.params:LeakParams", "detect_leaks", ("phash_max",), 4.5, "detect_leaks.phash_max"),
+    ("vlclean.params:LeakParams", "detect_leaks", ("methods",), ["exact", "magic"], "detect_leaks.methods"),
+    ("vlclean.params:LeakParams", "detect_leaks", ("min_similarity",), 1.5, "detect_leaks.min_similarity"),
+    ("vlclean.params:IngestParams", "ingest_vl", ("exports",), [], "ingest_vl.exports"),
+    ("vlclean.params:IngestParams", "ingest_vl", ("export",), 5, "ingest_vl.export"),
+    ("vlclean.params:IngestParams", "ingest_vl", ("dataset_prefixes",), [1], "ingest_vl.dataset_prefixes[0]"),
+    ("vlclean.params:ApplyTagsParams", "apply_tags", ("rules",), [], "apply_tags.rules"),
+    ("vlclean.params:ApplyTagsParams", "apply_tags", ("rule_set",), 3, "apply_tags.rule_set"),
+    ("vlclean.params:ApplyTagsParams", "apply_tags", ("rule_set",), "nope", "apply_tags.rule_set"),
+    ("vlclean.params:ApplyTagsParams", "apply_tags", ("rule_sets", "default", 0, "action"), "explode",
      "apply_tags.rule_sets.default[0].action"),
-    ("stages.apply_tags:ApplyTagsParams", "apply_tags", ("rule_sets", "default", 2, "min_confidence"), 1.5,
+    ("vlclean.params:ApplyTagsParams", "apply_tags", ("rule_sets", "default", 2, "min_confidence"), 1.5,
      "apply_tags.rule_sets.default[2].min_confidence"),
-    ("stages.apply_tags:ApplyTagsParams", "apply_tags", ("rule_sets", "default", 0, "tag"), "no_such_tag",
+    ("vlclean.params:ApplyTagsParams", "apply_tags", ("rule_sets", "default", 0, "tag"), "no_such_tag",
      "apply_tags.rule_sets.default[0].tag"),
-    ("stages.apply_tags:ApplyTagsParams", "apply_tags", ("taxonomy", "outlier", "action"), "burn",
+    ("vlclean.params:ApplyTagsParams", "apply_tags", ("taxonomy", "outlier", "action"), "burn",
      "apply_tags.taxonomy.outlier.action"),
-    ("vlclean.manifest:ManifestParams", "build_manifest", ("review",), "keep", "build_manifest.review"),
-    ("vlclean.manifest:ManifestParams", "build_manifest", ("apply_to_test",), "no", "build_manifest.apply_to_test"),
-    ("vlclean.manifest:ManifestParams", "build_manifest", ("review_action",), "maybe", "build_manifest.review_action"),
-    ("stages.noise:NoiseParams", "noise", ("ratio",), 0.2, "noise.ratio"),
-    ("stages.noise:NoiseParams", "noise", ("rate",), "high", "noise.rate"),
-    ("stages.noise:NoiseParams", "noise", ("rate",), 1.5, "noise.rate"),
-    ("stages.noise:NoiseParams", "noise", ("kind",), "smart", "noise.kind"),
-    ("stages.denoise:DenoiseParams", "denoise", ("methods",), "oracle", "denoise.methods"),
-    ("stages.denoise:DenoiseParams", "denoise", ("folds",), 2.5, "denoise.folds"),
-    ("stages.denoise:DenoiseParams", "denoise", ("method",), "magic", "denoise.method"),
-    ("stages.denoise:DenoiseParams", "denoise", ("recall",), 1.2, "denoise.recall"),
-    ("vlclean.training:TrainParams", "train", ("epoch",), 3, "train.epoch"),
-    ("vlclean.training:TrainParams", "train", ("epochs",), "many", "train.epochs"),
-    ("vlclean.training:TrainParams", "train", ("lr",), -0.1, "train.lr"),
-    ("vlclean.training:TrainParams", "train", ("schedule",), "exponential", "train.schedule"),
-    ("vlclean.training:TrainParams", "train", ("wandb", "mode"), "cloud", "train.wandb.mode"),
-    ("stages.evaluate:EvaluateParams", "evaluate", ("batch",), 8, "evaluate.batch"),
-    ("stages.evaluate:EvaluateParams", "evaluate", ("amp",), "on", "evaluate.amp"),
-    ("stages.evaluate:EvaluateParams", "evaluate", ("device",), "tpu", "evaluate.device"),
-    ("stages.evaluate:EvaluateParams", "evaluate", ("batch_size",), 0, "evaluate.batch_size"),
-    ("vlclean.config:BaseParams", "base", ("name",), "x", "base.name"),
-    ("vlclean.config:BaseParams", "base", ("seed",), "42", "base.seed"),
-    ("vlclean.config:BaseParams", "base", ("dataset",), "../../etc", "base.dataset"),
+    ("vlclean.params:ManifestParams", "build_manifest", ("review",), "keep", "build_manifest.review"),
+    ("vlclean.params:ManifestParams", "build_manifest", ("apply_to_test",), "no", "build_manifest.apply_to_test"),
+    ("vlclean.params:ManifestParams", "build_manifest", ("review_action",), "maybe", "build_manifest.review_action"),
+    ("vlclean.params:NoiseParams", "noise", ("ratio",), 0.2, "noise.ratio"),
+    ("vlclean.params:NoiseParams", "noise", ("rate",), "high", "noise.rate"),
+    ("vlclean.params:NoiseParams", "noise", ("rate",), 1.5, "noise.rate"),
+    ("vlclean.params:NoiseParams", "noise", ("kind",), "smart", "noise.kind"),
+    ("vlclean.params:DenoiseParams", "denoise", ("methods",), "oracle", "denoise.methods"),
+    ("vlclean.params:DenoiseParams", "denoise", ("folds",), 2.5, "denoise.folds"),
+    ("vlclean.params:DenoiseParams", "denoise", ("method",), "magic", "denoise.method"),
+    ("vlclean.params:DenoiseParams", "denoise", ("recall",), 1.2, "denoise.recall"),
+    ("vlclean.params:TrainParams", "train", ("epoch",), 3, "train.epoch"),
+    ("vlclean.params:TrainParams", "train", ("epochs",), "many", "train.epochs"),
+    ("vlclean.params:TrainParams", "train", ("lr",), -0.1, "train.lr"),
+    ("vlclean.params:TrainParams", "train", ("schedule",), "exponential", "train.schedule"),
+    ("vlclean.params:TrainParams", "train", ("wandb", "mode"), "cloud", "train.wandb.mode"),
+    ("vlclean.params:EvaluateParams", "evaluate", ("batch",), 8, "evaluate.batch"),
+    ("vlclean.params:EvaluateParams", "evaluate", ("amp",), "on", "evaluate.amp"),
+    ("vlclean.params:RuntimeParams", "runtime", ("evaluate", "device"), "tpu", "runtime.evaluate.device"),
+    ("vlclean.params:RuntimeParams", "runtime", ("evaluate", "batch_size"), 0, "runtime.evaluate.batch_size"),
+    ("vlclean.params:BaseParams", "base", ("name",), "x", "base.name"),
+    ("vlclean.params:BaseParams", "base", ("seed",), "42", "base.seed"),
+    ("vlclean.params:BaseParams", "base", ("dataset",), "../../etc", "base.dataset"),
 ]
 
 
@@ -620,19 +626,21 @@ BAD_PARAMS = [
                          ids=[f"{c[4]}={c[3]!r}" for c in BAD_PARAMS])
 def test_bad_params_name_the_key(spec: str, section: str, path: tuple, value: object, key: str) -> None:
     cls = _params_class(spec)
-    from_dict(cls, _section(section), section)  # the repo's own section is valid
+    parse(cls, _section(section), section)  # the repo's own section is valid
     with pytest.raises(ParamsError) as err:
-        from_dict(cls, _with(_section(section), path, value), section)
+        parse(cls, _with(_section(section), path, value), section)
     assert f"'{key}" in str(err.value), str(err.value)
 
 
 # Knobs that once went unchecked (they failed late with a traceback, or never): now each fails
 # naming its key.
-_AN, _AN_WHERE = "stages.analyze:AnalyzeParams", "stages/analyze.py AnalyzeParams.validate"
+_AN, _AN_WHERE = "vlclean.params:AnalyzeParams", "vlclean/params.py AnalyzeParams"
 ONCE_UNCHECKED = [
-    (_AN, "analyze", ("chunk_size",), 0, _AN_WHERE),
-    (_AN, "analyze", ("embedding", "batch_size"), 0, _AN_WHERE),
-    (_AN, "analyze", ("embedding", "device"), "gpu", _AN_WHERE),
+    ("vlclean.params:RuntimeParams", "runtime", ("analyze", "chunk_size"), 0, "vlclean/params.py AnalyzeRuntime"),
+    ("vlclean.params:RuntimeParams", "runtime", ("analyze", "embedding", "batch_size"), 0,
+     "vlclean/params.py EmbeddingRuntime"),
+    ("vlclean.params:RuntimeParams", "runtime", ("analyze", "embedding", "device"), "gpu",
+     "vlclean/params.py EmbeddingRuntime"),
     (_AN, "analyze", ("blur_side",), -5, _AN_WHERE),
     (_AN, "analyze", ("detect", "duplicates", "k"), 0, _AN_WHERE),
     (_AN, "analyze", ("detect", "duplicates", "hash_distance"), 65, _AN_WHERE),
@@ -640,10 +648,10 @@ ONCE_UNCHECKED = [
     (_AN, "analyze", ("detect", "mislabels", "knn_k"), 0, _AN_WHERE),
     (_AN, "analyze", ("detect", "mislabels", "C"), -1.0, _AN_WHERE),
     (_AN, "analyze", ("detect", "clusters"), -3, _AN_WHERE),
-    ("vlclean.leaks:LeakParams", "detect_leaks", ("k",), 0, "vlclean/leaks.py LeakParams.validate"),
-    ("stages.noise:NoiseParams", "noise", ("pixels_side",), 0, "stages/noise.py NoiseParams.validate"),
-    ("stages.denoise:DenoiseParams", "denoise", ("pixels_side",), 0, "stages/denoise.py DenoiseParams.validate"),
-    ("stages.denoise:DenoiseParams", "denoise", ("C",), -1.0, "stages/denoise.py DenoiseParams.validate"),
+    ("vlclean.params:LeakParams", "detect_leaks", ("k",), 0, "vlclean/params.py LeakParams"),
+    ("vlclean.params:NoiseParams", "noise", ("pixels_side",), 0, "vlclean/params.py NoiseParams"),
+    ("vlclean.params:DenoiseParams", "denoise", ("pixels_side",), 0, "vlclean/params.py DenoiseParams"),
+    ("vlclean.params:DenoiseParams", "denoise", ("C",), -1.0, "vlclean/params.py DenoiseParams"),
 ]
 
 
@@ -652,12 +660,12 @@ ONCE_UNCHECKED = [
 def test_once_unchecked_knobs_fail_naming_the_key(spec: str, section: str, path: tuple, value: object,
                                                    where: str) -> None:
     with pytest.raises(ParamsError, match=f"'{section}.{'.'.join(map(str, path))}"):
-        from_dict(_params_class(spec), _with(_section(section), path, value), section)
+        parse(_params_class(spec), _with(_section(section), path, value), section)
 
 
 # Each stage, with one bad key, exits 2 before touching its inputs (which do not exist) or writing an output.
 STAGE_FAILS = [
-    ("download", {"download": {"workers": 0}}, "download.workers", ["--out", "o/raw", "--metrics", "o/m.json",
+    ("download", {"runtime": {"download": {"workers": 0}}}, "runtime.download.workers", ["--out", "o/raw", "--metrics", "o/m.json",
                                                                      "--plots", "o/plots", "--work_dir", "o/work"]),
     ("analyze", {"analyze": {"embedding": {"model": "magic"}}}, "analyze.embedding.model",
      ["--raw", "in/raw", "--features", "o/features", "--export", "o/vl.json", "--metrics", "o/m.json", "--plots",
@@ -682,7 +690,7 @@ STAGE_FAILS = [
     ("train", {"train": {"epochs": 0}}, "train.epochs",
      ["--raw", "in/raw", "--labels", "in/t.csv", "--val_labels", "in/v.csv", "--model", "o/model.pt",
       "--live", "o/live", "--checkpoint_dir", "o/ckpt", "--metrics", "o/m.json"]),
-    ("evaluate", {"evaluate": {"device": "tpu"}}, "evaluate.device",
+    ("evaluate", {"runtime": {"evaluate": {"device": "tpu"}}}, "runtime.evaluate.device",
      ["--raw", "in/raw", "--model", "in/model.pt", "--labels", "in/e.csv", "--metrics", "o/m.json",
       "--plots", "o/plots"]),
     ("noise", {"base": {"dataset": "../../etc"}}, "base.dataset",
@@ -776,8 +784,9 @@ def many_units(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         path = root / "tree" / split / f"c{i % 3}" / f"img_{i:03d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png_bytes(1000 + i, 32))
-    params = {"download": {"source": "folder", "workers": 1, "unit_size": 30, "folder": {"root": str(root / "tree")}},
-              "analyze": {"workers": 1, "embedding": {"model": "pixels"}, "detect": {"mislabels": {"folds": 2}}}}
+    params = {"download": {"source": "folder", "unit_size": 30, "folder": {"root": str(root / "tree")}},
+              "analyze": {"embedding": {"model": "pixels"}, "detect": {"mislabels": {"folds": 2}}},
+              "runtime": {"download": {"workers": 1}, "analyze": {"workers": 1}}}
     return SimpleNamespace(root=root, params=params)
 
 
@@ -923,8 +932,8 @@ def test_hub_class_and_file_names_never_escape_the_export(tmp_path: Path, capsys
 
     hub = _hub_with_paths(tmp_path / "hub", ["../../etc", "/abs/class", "ok"],
                           ["../../escape.JPEG", "/etc/passwd.JPEG", "a\\..\\..\\win.JPEG", "x/../../../up.JPEG"])
-    params = write_params(tmp_path / "params.yaml", {"download": {"source": "hf", "workers": 1,
-                                                                  "hf": {"local_dir": str(hub)}}})
+    params = write_params(tmp_path / "params.yaml", {"download": {"source": "hf", "hf": {"local_dir": str(hub)}},
+                                                      "runtime": {"download": {"workers": 1}}})
     box = tmp_path / "box"
     box.mkdir()
     common = ["--params", str(params), "--metrics", str(box / "m.json"), "--plots", str(box / "plots")]
@@ -940,8 +949,8 @@ def test_hub_class_and_file_names_never_escape_the_export(tmp_path: Path, capsys
     assert {p.parts[1] for p in written} <= {".._.._etc", "_abs_class", "ok"}
     # a name that is nothing but '..' cannot be sanitised: the export is refused as a whole
     hub2 = _hub_with_paths(tmp_path / "hub2", ["..", "ok"], [".."])
-    params2 = write_params(tmp_path / "params2.yaml", {"download": {"source": "hf", "workers": 1,
-                                                                    "hf": {"local_dir": str(hub2)}}})
+    params2 = write_params(tmp_path / "params2.yaml", {"download": {"source": "hf", "hf": {"local_dir": str(hub2)}},
+                                                        "runtime": {"download": {"workers": 1}}})
     assert download.main(["--params", str(params2), "--metrics", str(box / "m2.json"), "--plots", str(box / "p2"),
                           "--out", str(box / "raw2"), "--work_dir", str(box / "work2")]) == 0
     capsys.readouterr()
@@ -955,7 +964,7 @@ def test_hub_class_and_file_names_never_escape_the_export(tmp_path: Path, capsys
 TAXONOMY = {"mislabeled": {"description": "wrong", "action": "drop"}, "duplicate": {"action": "drop"},
             "low_quality": {"action": "review"}, "verified_ok": {"action": "keep"}, "odd <tag>": {"action": "relabel"}}
 ISSUE_TYPES = ["duplicate", "mislabel", "blur", "dark", "outlier", "invalid", "leakage", "label_outlier", "Üñknown"]
-RULE_FIELDS = [f.name for f in dataclasses.fields(importlib.import_module("vlclean.tagging").Rule)]
+RULE_FIELDS = list(importlib.import_module("vlclean.params").Rule.model_fields)
 text = st.text(max_size=6)
 junk = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True), text,
                  st.lists(st.one_of(text, st.integers()), max_size=3), st.dictionaries(text, text, max_size=2))
@@ -1008,8 +1017,8 @@ def test_tag_rules_give_one_decision_per_image_or_a_params_error(data, rules, ta
     images, issues = data
     taxonomy_raw = {**TAXONOMY, "bad": {"action": "explode"}} if taxonomy_junk else TAXONOMY
     try:
-        taxonomy = {k: from_dict(TagDef, v, f"taxonomy.{k}") for k, v in taxonomy_raw.items()}
-        parsed = [from_dict(Rule, r, f"rules[{i}]") for i, r in enumerate(rules)]
+        taxonomy = {k: parse(TagDef, v, f"taxonomy.{k}") for k, v in taxonomy_raw.items()}
+        parsed = [parse(Rule, r, f"rules[{i}]") for i, r in enumerate(rules)]
         validate_rules(parsed, taxonomy, "rules")
     except ParamsError as err:
         assert "params key '" in str(err)

@@ -209,3 +209,21 @@ def test_json_guard_tracks_strings_and_escapes_across_chunks():
         guard = JsonGuard(io.BytesIO(doc), "t", IngestLimits(max_depth=5))
         with pytest.raises(LimitExceededError, match=r"t: media_items\[0\] .*deeper than 5"):
             b"".join(iter(lambda: guard.read(size), b""))
+
+
+def test_params_limits_reach_the_readers(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """``ingest_vl.limits`` in params.yaml bounds the stages' reads (here the standalone apply_tags)."""
+    from stages import apply_tags
+    from tests.conftest import write_params
+
+    export = write_platform_json(tmp_path / "metadata.json", [platform_item(f"{i}.png") for i in range(3)])
+    params = write_params(tmp_path / "params.yaml", {"ingest_vl": {"limits": {"max_items": 2}}})
+    assert apply_tags.main(["--params", str(params), "--vl_export", str(export), "--dataset", "d", "--output",
+                            str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "media_items[2]" in err and "more than 2 media items" in err and "ingest_vl.limits.max_items" in err
+    assert not (tmp_path / "t.csv").exists()
+    bad = write_params(tmp_path / "bad.yaml", {"ingest_vl": {"limits": {"max_depth": 0}}})
+    assert apply_tags.main(["--params", str(bad), "--vl_export", str(export), "--dataset", "d", "--output",
+                            str(tmp_path / "t.csv")]) == 2
+    assert "ingest_vl.limits.max_depth" in capsys.readouterr().err

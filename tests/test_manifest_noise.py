@@ -12,7 +12,7 @@ import pytest
 
 from stages import build_manifest, denoise, noise
 from tests.conftest import write_params
-from vlclean.config import from_dict
+from vlclean.params import DenoiseParams, NoiseParams, parse
 from vlclean.datasets import RawDataset
 from vlclean.errors import ParamsError
 from vlclean.denoise import oracle_denoise
@@ -74,7 +74,7 @@ def run_noise(root: Path, tmp: Path, **noise_params: object) -> pd.DataFrame:
     params = write_params(tmp / "params.yaml", {"noise": noise_params})
     assert noise.main(["--params", str(params), "--raw", str(root / "raw"), "--features", str(root / "features"),
                        "--train_labels", str(root / "manifest" / "train.csv"), "--output", str(tmp / "noisy.csv"),
-                       "--metrics", str(tmp / "noise.json")]) == 0
+                       "--metrics", str(tmp / "noise.json"), "--plots", str(tmp / "plots")]) == 0
     return pd.read_csv(tmp / "noisy.csv")
 
 
@@ -193,15 +193,15 @@ def test_oracle_relabel_restores_caught_labels() -> None:
 
 def test_noise_params_are_validated() -> None:
     with pytest.raises(ParamsError, match="noise.rate"):
-        from_dict(noise.NoiseParams, {"rate": 1.5}, "noise")
+        parse(NoiseParams, {"rate": 1.5}, "noise")
     with pytest.raises(ParamsError, match="noise.kind"):
-        from_dict(noise.NoiseParams, {"kind": "adversarial"}, "noise")
+        parse(NoiseParams, {"kind": "adversarial"}, "noise")
     with pytest.raises(ParamsError, match="noise.pairs"):
-        from_dict(noise.NoiseParams, {"kind": "pair"}, "noise")
+        parse(NoiseParams, {"kind": "pair"}, "noise")
     with pytest.raises(ParamsError, match="denoise.method"):
-        from_dict(denoise.DenoiseParams, {"method": "magic"}, "denoise")
+        parse(DenoiseParams, {"method": "magic"}, "denoise")
     with pytest.raises(ParamsError, match="denoise.vl_export"):
-        from_dict(denoise.DenoiseParams, {"method": "vl_export"}, "denoise")
+        parse(DenoiseParams, {"method": "vl_export"}, "denoise")
 
 
 def test_zero_rate_needs_no_features_for_any_kind() -> None:

@@ -3,6 +3,7 @@ and on the built-in dataset."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.apply_tags import ApplyTagsParams
 from tests.conftest import REPO, PolicyExport, write_params
-from vlclean.config import from_dict
 from vlclean.errors import ConsistencyError, ParamsError
-from vlclean.manifest import ManifestParams, build_cleaned_manifest
+from vlclean.manifest import build_cleaned_manifest
+from vlclean.params import ApplyTagsParams, ManifestParams, parse
 from vlclean.tag_manifest import tag_images
 from vlclean.policy import read_team_policy, rules_from_team_policy
 from vlclean.policy_analysis import ClassDropCap, OverPruning, analyze_policy, guard_class_drops, summary_lines, write_analysis
@@ -40,7 +40,7 @@ EQUIVALENT_RULES = yaml.safe_load("""
 def tag_params(**apply_tags) -> ApplyTagsParams:
     section = yaml.safe_load((REPO / "params.yaml").read_text())["apply_tags"]
     section.update(apply_tags)
-    return from_dict(ApplyTagsParams, section, "apply_tags")
+    return parse(ApplyTagsParams, section, "apply_tags")
 
 
 def run_policy(export: PolicyExport, params: ApplyTagsParams, manifest: ManifestParams | None = None):
@@ -67,7 +67,7 @@ def run_policy(export: PolicyExport, params: ApplyTagsParams, manifest: Manifest
 def test_team_policy_file_maps_onto_the_rule_language() -> None:
     name, rules = read_team_policy(TEAM_POLICY)
     assert name == "imagenet_1k_aggressive_clean"
-    expected = from_dict(ApplyTagsParams, {**yaml.safe_load((REPO / "params.yaml").read_text())["apply_tags"],
+    expected = parse(ApplyTagsParams, {**yaml.safe_load((REPO / "params.yaml").read_text())["apply_tags"],
                                            "rule_sets": {"eq": EQUIVALENT_RULES}, "rule_set": "eq"}, "apply_tags").rules
     assert rules == expected
 
@@ -231,11 +231,11 @@ def test_inconsistent_counts_raise_a_clear_error(policy_export: PolicyExport) ->
 
 def test_params_of_the_guard_and_the_over_pruning_flag_are_validated() -> None:
     with pytest.raises(ParamsError, match="build_manifest.max_class_drop.action"):
-        from_dict(ManifestParams, {"max_class_drop": {"share": 0.4, "action": "drop"}}, "build_manifest")
+        parse(ManifestParams, {"max_class_drop": {"share": 0.4, "action": "drop"}}, "build_manifest")
     with pytest.raises(ParamsError, match="build_manifest.max_class_drop.share"):
-        from_dict(ManifestParams, {"max_class_drop": {"share": 1.4}}, "build_manifest")
+        parse(ManifestParams, {"max_class_drop": {"share": 1.4}}, "build_manifest")
     with pytest.raises(ParamsError, match="build_manifest.over_pruning.high_ratio"):
-        from_dict(ManifestParams, {"over_pruning": {"ratio_to_median": 2.0, "high_ratio": 1.5}}, "build_manifest")
+        parse(ManifestParams, {"over_pruning": {"ratio_to_median": 2.0, "high_ratio": 1.5}}, "build_manifest")
 
 
 # -- comparison ------------------------------------------------------------------------------------
@@ -255,10 +255,10 @@ def test_comparison_puts_policies_side_by_side(policy_export: PolicyExport, tmp_
     from vlclean.policy_compare import comparison_plot, comparison_table, markdown
 
     rows = []
-    for name, kw, cap in (("default", {}, ClassDropCap(0.4)),
-                          ("conservative", {"rule_set": "conservative"}, ClassDropCap(0.4)),
-                          ("team", {"policy_file": str(TEAM_POLICY)}, ClassDropCap(0.4)),
-                          ("team-capped", {"policy_file": str(TEAM_POLICY)}, ClassDropCap(0.4, "restore"))):
+    for name, kw, cap in (("default", {}, ClassDropCap(share=0.4)),
+                          ("conservative", {"rule_set": "conservative"}, ClassDropCap(share=0.4)),
+                          ("team", {"policy_file": str(TEAM_POLICY)}, ClassDropCap(share=0.4)),
+                          ("team-capped", {"policy_file": str(TEAM_POLICY)}, ClassDropCap(share=0.4, action="restore"))):
         _, _, a = analyse(policy_export, cap, **kw)
         rows.append(exp_row(name, a.metrics, {"apply_tags": kw, "build_manifest": {"max_class_drop": vars(cap)}}))
     rows.append({**rows[0], "Experiment": None, "typ": "workspace"})  # the workspace repeats an experiment
@@ -277,3 +277,39 @@ def test_comparison_puts_policies_side_by_side(policy_export: PolicyExport, tmp_
     assert "| team | imagenet_1k_aggressive_clean |" in text and "low_uniqueness" in text
     comparison_plot(table, png_path=tmp_path / "policies.png")
     assert (tmp_path / "policies.png").stat().st_size > 0
+
+
+# -- the built-in dataset through the stages -------------------------------------------------------
+def test_builtin_dataset_analysis_and_restore_guard_through_the_stage(builtin_tagged: Path, builtin_leaks: Path,
+                                                                    tmp_path: Path) -> None:
+    from stages import build_manifest
+    from vlclean.storage import write_json
+
+    root = builtin_tagged
+    policy = tmp_path / "policy.json"
+    write_json(policy, tag_params().record())  # what apply_tags --policy writes for the default rule set
+    out = {}
+    for action in ("report", "restore"):
+        params = write_params(tmp_path / f"{action}.yaml", {"build_manifest": {"max_class_drop": {"share": 0.05,
+                                                                                                  "action": action}}})
+        m = tmp_path / action
+        assert build_manifest.main(["--params", str(params), "--raw", str(root / "raw"), "--tagged",
+                                    str(root / "tags" / "tagged.csv"), "--leaks", str(root / "leaks.csv"),
+                                    "--policy", str(policy), "--output", str(m / "cleaned.csv"), "--summary",
+                                    str(m / "summary.txt"), "--eval_labels", str(m / "eval.csv"), "--train_labels",
+                                    str(m / "train.csv"), "--metrics", str(m / "m.json"), "--plots",
+                                    str(m / "plots")]) == 0
+        out[action] = (json.loads((m / "m.json").read_text())["policy"], (m / "summary.txt").read_text(),
+                       pd.read_csv(m / "cleaned.csv", keep_default_na=False))
+    report, text, cleaned = out["report"]
+    assert report["name"] == "default" and report["dropped"] == int(((cleaned["split"] == "train")
+                                                                     & (cleaned["action"] == "drop")).sum()) > 0
+    assert {"leak", "mislabels"} <= set(report["by_reason"])  # planted leaks and mislabels are what it drops
+    assert report["by_bucket"]["harmful"] >= report["by_reason"]["leak"]
+    assert "Policy analysis: default (rule_set), train split" in text and "class cap 5% (report)" in text
+    assert (tmp_path / "report" / "plots" / "classes" / "classes_001.png").is_file()
+    restored, text, guarded = out["restore"]
+    assert restored["restored"] > 0 and restored["dropped"] == report["dropped"] - restored["restored"]
+    back = guarded[guarded["reasons"].str.startswith("restored: ")]
+    assert len(back) == restored["restored"] and (back["action"] == "keep").all()
+    assert not back["reasons"].str.contains("leak: |mislabels: ").any()  # harmful drops stay dropped

@@ -8,17 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlclean.config import from_dict
+from vlclean.params import parse
 from vlclean.errors import ParamsError
 from vlclean.tagging import Rule, TagDef, apply_reviews, decide, validate_rules
 
 TAXONOMY = {
-    "mislabeled": TagDef("wrong label", "drop"),
-    "duplicate": TagDef("copy", "drop"),
-    "near_duplicate": TagDef("look-alike", "drop"),
-    "low_quality": TagDef("blur", "review"),
-    "user_flagged": TagDef("flagged", "drop"),
-    "verified_ok": TagDef("checked", "keep"),
+    "mislabeled": TagDef(description="wrong label", action="drop"),
+    "duplicate": TagDef(description="copy", action="drop"),
+    "near_duplicate": TagDef(description="look-alike", action="drop"),
+    "low_quality": TagDef(description="blur", action="review"),
+    "user_flagged": TagDef(description="flagged", action="drop"),
+    "verified_ok": TagDef(description="checked", action="keep"),
 }
 
 
@@ -111,6 +111,6 @@ def test_rule_validation_names_the_key() -> None:
     with pytest.raises(ParamsError, match="rule_sets.default\\[0\\].tag"):
         validate_rules([Rule(name="x", tag="nope")], TAXONOMY, "apply_tags.rule_sets.default")
     with pytest.raises(ParamsError, match="min_confidence"):
-        from_dict(Rule, {"name": "x", "tag": "duplicate", "min_confidence": 1.5}, "r")
+        parse(Rule, {"name": "x", "tag": "duplicate", "min_confidence": 1.5}, "r")
     with pytest.raises(ParamsError, match="'r.colour' is unknown"):
-        from_dict(Rule, {"name": "x", "tag": "duplicate", "colour": "red"}, "r")
+        parse(Rule, {"name": "x", "tag": "duplicate", "colour": "red"}, "r")

@@ -16,18 +16,18 @@ import pytest
 import torch
 
 from stages import evaluate, train
-from stages.evaluate import EvaluateParams
 from tests.conftest import REPO, write_params
-from vlclean.config import from_dict
+from vlclean.params import RuntimeParams, TrainParams, parse
 from vlclean.datasets import RawDataset
 from vlclean.errors import ParamsError
-from vlclean.training import (CRASH_ENV, CachedImages, ShardImages, TrainParams, augment, build_model, epoch_order,
+from vlclean.training import (CRASH_ENV, CachedImages, ShardImages, augment, build_model, epoch_order,
                               holdout, lr_factor, raw_train_labels, read_label_file, run_fingerprint)
 
 # Small, fast runs: the ImageNet stem at 32 px trains at ~600 images/s on 2 CPU cores.
 TINY = {"epochs": 3, "max_train_images": 300, "batch_size": 64, "lr": 0.05, "image_size": 32, "stem": "imagenet",
-        "device": "cpu", "workers": 0, "loader": "auto", "amp": False, "deterministic": True,
+        "loader": "auto", "amp": False, "deterministic": True,
         "val_fraction": 0.0, "wandb": {"enabled": False}}  # val = the test file: compared with evaluate below
+RT = {"runtime": {"train": {"device": "cpu", "workers": 0}}}  # speed knobs: pinned to the CPU for the tests
 
 
 @pytest.fixture(scope="module")
@@ -96,18 +96,20 @@ def live_rows(live: Path) -> dict[str, list]:
 def test_params_validation_names_the_key() -> None:
     cases = [({"epochs": 0}, "train.epochs"), ({"lrr": 0.1}, "train.lrr"), ({"schedule": "linear"}, "train.schedule"),
              ({"crop_padding": 40}, "train.crop_padding"), ({"batch_size": "big"}, "train.batch_size"),
-             ({"wandb": {"enabled": "yes"}}, "train.wandb.enabled"), ({"device": "tpu"}, "train.device"),
+             ({"wandb": {"enabled": "yes"}}, "train.wandb.enabled"), ({"loader": "disk"}, "train.loader"),
              ({"step_milestones": [0.5, 1.5]}, "train.step_milestones[1]"), ({"lr": 0.0}, "train.lr")]
     for section, key in cases:
         with pytest.raises(ParamsError, match=key.replace("[", r"\[").replace("]", r"\]")):
-            from_dict(TrainParams, section, "train")
-    with pytest.raises(ParamsError, match="evaluate.batch_size"):
-        from_dict(EvaluateParams, {"batch_size": 0}, "evaluate")
-    assert from_dict(TrainParams, None, "train") == TrainParams()
+            parse(TrainParams, section, "train")
+    with pytest.raises(ParamsError, match="runtime.evaluate.batch_size"):
+        parse(RuntimeParams, {"evaluate": {"batch_size": 0}}, "runtime")
+    with pytest.raises(ParamsError, match="runtime.train.device"):
+        parse(RuntimeParams, {"train": {"device": "tpu"}}, "runtime")
+    assert parse(TrainParams, None, "train") == TrainParams()
 
 
 def test_stage_rejects_bad_params_before_any_work(digits: Path, tmp_path: Path, capsys) -> None:
-    params = write_params(tmp_path / "params.yaml", {"train": {**TINY, "momentum": 1.5}})
+    params = write_params(tmp_path / "params.yaml", {**RT, "train": {**TINY, "momentum": 1.5}})
     assert train.main(train_args(digits, params, str(tmp_path / "out"))) == 2
     assert "train.momentum" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -116,7 +118,7 @@ def test_stage_rejects_bad_params_before_any_work(digits: Path, tmp_path: Path, 
 def test_wandb_enabled_without_the_package_fails_clearly(digits: Path, tmp_path: Path, capsys,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # what `import wandb` meets where the extra is not installed
-    params = write_params(tmp_path / "params.yaml", {"train": {**TINY, "wandb": {"enabled": True}}})
+    params = write_params(tmp_path / "params.yaml", {**RT, "train": {**TINY, "wandb": {"enabled": True}}})
     assert train.main(train_args(digits, params, str(tmp_path / "out"))) == 2
     err = capsys.readouterr().err
     assert "train.wandb.enabled" in err and "pip install -e .[wandb]" in err
@@ -160,7 +162,7 @@ def test_wandb_logs_training_test_metrics_and_cleaning_summary_offline(
     params = write_params(tmp_path / "params.yaml", {
         "train": {**TINY, "epochs": 2, "max_train_images": 128, "wandb": {"enabled": True, "project": "p",
                                                                            "mode": "offline"}},
-        "evaluate": {"batch_size": 100, "device": "cpu"}})
+        "runtime": {"evaluate": {"batch_size": 100, "device": "cpu"}}})
     out = tmp_path / "out"
     assert train.main(train_args(digits, params, str(out))) == 0
     run = torch.load(out / "model.pt", map_location="cpu", weights_only=True)["wandb_run"]
@@ -204,7 +206,7 @@ def test_wandb_logs_training_test_metrics_and_cleaning_summary_offline(
 
 
 def test_label_file_naming_an_unknown_or_invalid_image_fails_clearly(digits: Path, tmp_path: Path, capsys) -> None:
-    params = write_params(tmp_path / "params.yaml", {"train": TINY})
+    params = write_params(tmp_path / "params.yaml", {**RT, "train": TINY})
     labels = pd.read_csv(digits / "train_labels.csv")
     raw = RawDataset.open(digits / "raw")
     invalid = raw.index().query("~valid")["image_id"].iloc[0]
@@ -241,13 +243,13 @@ def test_schedule_augmentation_and_small_stem() -> None:
 
 def test_checkpoint_key_changes_with_results_not_with_speed(digits: Path) -> None:
     files = [digits / "train_labels.csv", digits / "eval_labels.csv"]
-    p = from_dict(TrainParams, TINY, "train")
+    p = parse(TrainParams, TINY, "train")
 
     def fp(params: TrainParams = p, **kw) -> str:
         return run_fingerprint(params, **{"seed": 1, "files": files, "world_size": 1, "device_type": "cpu", **kw})
 
-    assert fp() == fp(from_dict(TrainParams, {**TINY, "workers": 4}, "train"))
-    assert fp() != fp(from_dict(TrainParams, {**TINY, "lr": 0.2}, "train"))
+    assert fp() != fp(parse(TrainParams, {**TINY, "loader": "stream"}, "train"))  # another epoch order
+    assert fp() != fp(parse(TrainParams, {**TINY, "lr": 0.2}, "train"))
     assert fp() != fp(seed=2) and fp() != fp(world_size=2)
     assert fp() != fp(files=[digits / "eval_labels.csv", digits / "eval_labels.csv"])
 
@@ -280,7 +282,7 @@ def test_stream_loader_matches_the_memory_cache_and_covers_each_epoch(digits: Pa
 @pytest.fixture(scope="module")
 def learned(digits: Path) -> Path:
     """1,000 train images, 5 epochs (~10 s on 2 idle cores): the model the learning and evaluation tests use."""
-    params = write_params(digits / "learn.yaml", {"train": {**TINY, "epochs": 5, "max_train_images": 1000,
+    params = write_params(digits / "learn.yaml", {**RT, "train": {**TINY, "epochs": 5, "max_train_images": 1000,
                                                             "batch_size": 128}})
     assert train.main(train_args(digits, params, "learn")) == 0
     return digits
@@ -303,7 +305,7 @@ def test_training_learns_and_logs_every_epoch(learned: Path) -> None:
 @pytest.fixture(scope="module")
 def reference(digits: Path) -> Path:
     """The uninterrupted run, in this process (the interrupted ones run as subprocesses, as DVC runs them)."""
-    params = write_params(digits / "tiny.yaml", {"train": TINY})
+    params = write_params(digits / "tiny.yaml", {**RT, "train": TINY})
     assert train.main(train_args(digits, params, "reference")) == 0
     return digits / "reference"
 
@@ -325,7 +327,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_identical_results(
     assert crashed.returncode == 137, crashed.stderr
     assert not (digits / "crashed" / "model.pt").exists()
     assert len(list((digits / "crashed" / "ckpt").rglob("last.pt"))) == 1
-    other = write_params(digits / "other.yaml", {"train": {**TINY, "epochs": 1, "lr": 0.02}})
+    other = write_params(digits / "other.yaml", {**RT, "train": {**TINY, "epochs": 1, "lr": 0.02}})
     with caplog.at_level("INFO", logger="vlclean"):
         assert train.main(train_args(digits, other, "crashed")) == 0
     assert "resuming" not in caplog.text
@@ -357,7 +359,7 @@ def test_a_run_sigkilled_mid_epoch_resumes_to_identical_results(digits: Path, re
 
 
 def test_torchrun_two_processes_on_cpu(digits: Path) -> None:
-    params = write_params(digits / "ddp.yaml", {"train": {**TINY, "epochs": 2, "max_train_images": 256,
+    params = write_params(digits / "ddp.yaml", {**RT, "train": {**TINY, "epochs": 2, "max_train_images": 256,
                                                           "batch_size": 32}})
     run_train(digits, params, "ddp", torchrun=2, env={"OMP_NUM_THREADS": "1"})
     m = json.loads((digits / "ddp" / "train.json").read_text())
@@ -368,14 +370,15 @@ def test_torchrun_two_processes_on_cpu(digits: Path) -> None:
 
 def test_stream_loader_with_workers_trains(digits: Path) -> None:
     params = write_params(digits / "stream.yaml", {"train": {**TINY, "epochs": 1, "max_train_images": 200,
-                                                             "loader": "stream", "workers": 2}})
+                                                             "loader": "stream"},
+                                                    "runtime": {"train": {"device": "cpu", "workers": 2}}})
     assert train.main(train_args(digits, params, "stream")) == 0
     m = json.loads((digits / "stream" / "train.json").read_text())
     assert m["n_train"] == 200 and m["val_accuracy"] is not None
 
 
 def test_evaluate_metrics_are_consistent(learned: Path, tmp_path: Path) -> None:
-    params = write_params(tmp_path / "params.yaml", {"evaluate": {"batch_size": 100, "device": "cpu"}})
+    params = write_params(tmp_path / "params.yaml", {"runtime": {"evaluate": {"batch_size": 100, "device": "cpu"}}})
     plots = tmp_path / "plots"
     assert evaluate.main(["--params", str(params), "--raw", str(learned / "raw"),
                           "--model", str(learned / "learn" / "model.pt"), "--labels", str(learned / "eval_labels.csv"),
@@ -432,7 +435,7 @@ def test_val_fraction_curves_come_from_train_and_raw_labels_ignore_the_label_fil
     assert len(given) == int(((raw.index()["split"] == "train") & raw.index()["valid"]).sum())
     (tmp_path / "few.csv").write_text("image_id,label\n" + "\n".join(
         f"{i},{l}" for i, l in zip(given["image_id"][:40], given["label"][:40])) + "\n")
-    params = write_params(tmp_path / "params.yaml", {"train": {**TINY, "epochs": 1, "max_train_images": 0,
+    params = write_params(tmp_path / "params.yaml", {**RT, "train": {**TINY, "epochs": 1, "max_train_images": 0,
                                                                "val_fraction": 0.2, "labels": "raw"}})
     args = train_args(digits, params, "rawval")
     args[args.index("--labels") + 1] = str(tmp_path / "few.csv")  # ignored: labels come from the raw dataset

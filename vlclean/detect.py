@@ -35,30 +35,18 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from vlclean.params import DetectParams, DuplicateParams, MislabelParams, OutlierParams, QualityParams
 from vlclean.search import embedding_self_pairs, nearest_neighbor_similarity, nearest_neighbors, self_pairs
 
 # uuid5 namespace of every id the analysis and its export mint (duplicate groups, clusters, media)
 NAMESPACE = uuid.UUID("6f1d3a52-9a0e-4c4e-9d0b-0c1e5b2a7f11")
-
-
-@dataclass(frozen=True)
-class DuplicateParams:
-    levels: list[float] = field(default_factory=lambda: [0.94, 0.96, 0.98, 0.99])
-    k: int = 20  # neighbours examined per image
-    hash_distance: int = 4  # pHash and dHash both within this many bits (flip-aware): a perceptual pair
-
-
-@dataclass(frozen=True)
-class OutlierParams:
-    k: int = 5
-    z: float = 6.0
 
 
 # classifier "auto": the RBF SVM fits K(K-1)/2 one-vs-one models on an O(N^2) kernel (499,500 models
@@ -73,32 +61,6 @@ DENSE_PROBS_MAX = 10_000_000
 _PROBS_CHUNK_ROWS = 16_384
 CLASSIFIERS: tuple[str, ...] = ("auto", "knn", "logistic", "svm")
 
-
-@dataclass(frozen=True)
-class MislabelParams:
-    classifier: str = "auto"  # auto | knn | logistic | svm
-    folds: int = 5
-    repeats: int = 1  # cross-validation repeats (different folds) averaged: steadier probabilities
-    C: float = 1.0
-    knn_k: int = 20
-    filter_by: str = "prune_by_noise_rate"
-
-
-@dataclass(frozen=True)
-class QualityParams:
-    dark_below: float = 40.0
-    bright_above: float = 215.0
-    blur_below: float = 25.0
-
-
-@dataclass(frozen=True)
-class DetectParams:
-    duplicates: DuplicateParams = field(default_factory=DuplicateParams)
-    outliers: OutlierParams = field(default_factory=OutlierParams)
-    mislabels: MislabelParams = field(default_factory=MislabelParams)
-    quality: QualityParams = field(default_factory=QualityParams)
-    clusters: int = 0  # 0: about sqrt(N)
-    seed: int = 0
 
 
 def _group_id(level: float, members: list[str]) -> str:
@@ -354,7 +316,7 @@ def label_issues(
         sims, ids = neighbours if neighbours is not None else _knn(features, p)
         chunks = _knn_prob_chunks(sims[:, : p.knn_k], ids[:, : p.knn_k], labels, n_classes)
     else:
-        probs = out_of_sample_probs(features, labels, n_classes, replace(p, classifier=kind), seed)
+        probs = out_of_sample_probs(features, labels, n_classes, p.model_copy(update={"classifier": kind}), seed)
 
         def chunks() -> Iterator[tuple[int, np.ndarray]]:
             yield 0, probs
@@ -423,7 +385,7 @@ class Analysis:
 
 def analyze(
     index: pd.DataFrame, features: pd.DataFrame, embeddings: np.ndarray, classes: pd.DataFrame,
-    p: DetectParams, *, label_features: np.ndarray | None = None,
+    p: DetectParams, *, seed: int, label_features: np.ndarray | None = None,
 ) -> Analysis:
     """Detect every issue type. ``embeddings`` (N_valid, D) are the valid images' rows in index order.
 
@@ -466,11 +428,11 @@ def analyze(
                                                "similarity": "confidence"}).assign(issue="duplicate"))
         labels = index.loc[valid, "label"].to_numpy(dtype=np.int64)
         found = label_issues(label_features if label_features is not None else emb, labels, len(classes),
-                             p.mislabels, p.seed, neighbours=(nn_sims, nn_ids) if share_knn else None)
+                             p.mislabels, seed, neighbours=(nn_sims, nn_ids) if share_knn else None)
         mis_flag = found.flag & ~out_flag
         add("mislabel", mis_flag, found.confidence, suggested_label=found.suggested)
         n_clusters = p.clusters or int(round(math.sqrt(len(vids))))
-        cluster[valid] = [str(uuid.uuid5(NAMESPACE, f"cluster:{c}")) for c in kmeans_clusters(emb, n_clusters, p.seed)]
+        cluster[valid] = [str(uuid.uuid5(NAMESPACE, f"cluster:{c}")) for c in kmeans_clusters(emb, n_clusters, seed)]
     for issue, (flag, conf) in quality.items():
         add(issue, flag, conf)
     bad = feats.loc[~valid]

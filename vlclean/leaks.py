@@ -39,54 +39,20 @@ import pandas as pd
 from vlclean.datasets import RawDataset, folder_paths
 from vlclean.embeddings import Embedder
 from vlclean.encode import EncodeOptions, crops_by_scale, encode_images, load_crop_hashes, load_embeddings, load_features
-from vlclean.errors import ParamsError
 from vlclean.features import compute_hashes, make_pool
+
+from vlclean.errors import ParamsError
+from vlclean.params import LEAK_METHODS, LEAK_SCOPES, LeakParams
 from vlclean.search import embedding_pairs, embedding_self_pairs, hamming_pairs, self_pairs
 
-METHODS: tuple[str, ...] = ("exact", "perceptual", "embedding")
+METHODS = LEAK_METHODS
 TIERS: tuple[str, ...] = ("exact", "near_duplicate", "similar")
-SCOPES: tuple[str, ...] = ("test-train", "test-test", "train-train")
+SCOPES = LEAK_SCOPES
 PAIR_COLUMNS: tuple[str, ...] = (
     "test_id", "test_path", "train_id", "train_path", "method", "distance", "tier", "scope",
     "phash_distance", "dhash_distance", "similarity", "mirrored", "query_crop",
 )  # fmt: skip
 BY_TEST_COLUMNS: tuple[str, ...] = ("test_id", "test_path", "leaked", "tier", "method", "matches", "train_ids")
-
-
-@dataclass(frozen=True)
-class LeakParams:
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    phash_max: int = 4
-    dhash_max: int = 6
-    crop_scales: list[float] = field(default_factory=lambda: [0.9, 0.8])
-    min_similarity: float = 0.92
-    near_similarity: float = 0.97
-    confirm_phash_max: int = 12
-    k: int = 10
-    index: str = "auto"  # auto | flat | ivf | hnsw (faiss, embeddings)
-    scopes: list[str] = field(default_factory=lambda: list(SCOPES))
-
-    def validate(self, prefix: str) -> None:
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise ParamsError(f"params key '{prefix}.methods': {self.methods} must be a non-empty subset of {list(METHODS)}")
-        bad = [s for s in self.scopes if s not in SCOPES]
-        if bad or "test-train" not in self.scopes:
-            raise ParamsError(f"params key '{prefix}.scopes': {self.scopes} must include 'test-train' and be a subset of {list(SCOPES)}")
-        for name in ("phash_max", "dhash_max", "confirm_phash_max"):
-            v = getattr(self, name)
-            if not 0 <= v <= 64:
-                raise ParamsError(f"params key '{prefix}.{name}': {v} is outside [0, 64]")
-        for name in ("min_similarity", "near_similarity"):
-            v = getattr(self, name)
-            if not -1.0 <= v <= 1.0:
-                raise ParamsError(f"params key '{prefix}.{name}': {v} is outside [-1, 1]")
-        if not 1 <= self.k <= 1000:
-            raise ParamsError(f"params key '{prefix}.k': {self.k} is outside [1, 1000]")
-        if any(not 0.3 <= c < 1.0 for c in self.crop_scales):
-            raise ParamsError(f"params key '{prefix}.crop_scales': {self.crop_scales} must lie in [0.3, 1)")
-        if self.index not in ("auto", "flat", "ivf", "hnsw"):
-            raise ParamsError(f"params key '{prefix}.index': {self.index!r} is not one of ['auto', 'flat', 'ivf', 'hnsw']")
 
 
 @dataclass(frozen=True)

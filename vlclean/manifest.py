@@ -8,40 +8,16 @@ excludes leaked test images, so evaluation can report accuracy with and without 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 
-from vlclean.errors import ParamsError
-from vlclean.policy_analysis import ClassDropCap, OverPruning
+from vlclean.params import ManifestParams
 
 CLEANED_COLUMNS: tuple[str, ...] = (
     "image_id", "file_name", "split", "label", "class_name", "final_label", "final_class_name",
     "action", "reasons", "issues", "tags", "leaked", "in_clean_test",
 )  # fmt: skip
 EVAL_COLUMNS: tuple[str, ...] = ("image_id", "label", "leaked")
-
-
-@dataclass(frozen=True)
-class ManifestParams:
-    review_action: str = "keep"  # what an undecided 'review' becomes: keep | drop
-    apply_to_test: bool = False  # apply drop/relabel decisions to test images too (default: train only)
-    leak_tiers: list[str] = field(default_factory=lambda: ["exact", "near_duplicate"])
-    exclude_leaked_test: bool = True  # leaked test images leave the clean test view
-    drop_leaked_train_copies: bool = True  # drop the train copy of a leak
-    max_class_drop: ClassDropCap = field(default_factory=ClassDropCap)  # policy guard (vlclean.policy_analysis)
-    over_pruning: OverPruning = field(default_factory=OverPruning)
-    class_page_size: int = 50  # classes per page of the per-class figures
-
-    def validate(self, prefix: str) -> None:
-        if self.review_action not in ("keep", "drop"):
-            raise ParamsError(f"params key '{prefix}.review_action': {self.review_action!r} is not one of ['keep', 'drop']")
-        if self.class_page_size < 1:
-            raise ParamsError(f"params key '{prefix}.class_page_size': {self.class_page_size} is below 1")
-        bad = [t for t in self.leak_tiers if t not in ("exact", "near_duplicate", "similar")]
-        if bad:
-            raise ParamsError(f"params key '{prefix}.leak_tiers': {bad} are not tiers (exact, near_duplicate, similar)")
 
 
 def build_cleaned_manifest(

@@ -32,12 +32,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from vlclean.errors import ConsistencyError, ParamsError, SchemaError
+from vlclean.errors import ConsistencyError, SchemaError
+from vlclean.params import ClassDropCap, OverPruning
 from vlclean.reporting import _pyplot, save_figure
 from vlclean.storage import write_csv
 
@@ -57,32 +57,6 @@ NON_REASONS = ("undecided review kept", "test image", "relabel to an unknown cla
 BUCKET_COLORS = {"redundant": "#4c78a8", "quality": "#f58518", "atypical": "#54a24b", "harmful": "#e45756",
                  "manual": "#b279a2", "other": "#9d9da0"}
 BINS = np.linspace(0.0, 1.0, 21)
-
-
-@dataclass(frozen=True)
-class ClassDropCap:
-    share: float | None = 0.4  # the most of a class the policy may remove (null: no cap)
-    action: Literal["report", "restore"] = "report"
-
-    def validate(self, prefix: str) -> None:
-        if self.share is not None and not 0.0 <= self.share <= 1.0:
-            raise ParamsError(f"params key '{prefix}.share': {self.share} is outside [0, 1]")
-
-
-@dataclass(frozen=True)
-class OverPruning:
-    min_drop_fraction: float = 0.1
-    ratio_to_median: float = 2.0
-    high_ratio: float = 3.0
-
-    def validate(self, prefix: str) -> None:
-        if not 0.0 <= self.min_drop_fraction <= 1.0:
-            raise ParamsError(f"params key '{prefix}.min_drop_fraction': {self.min_drop_fraction} is outside [0, 1]")
-        if self.ratio_to_median < 1.0:
-            raise ParamsError(f"params key '{prefix}.ratio_to_median': {self.ratio_to_median} is below 1")
-        if self.high_ratio < self.ratio_to_median:
-            raise ParamsError(f"params key '{prefix}.high_ratio': {self.high_ratio} is below ratio_to_median "
-                              f"{self.ratio_to_median}")
 
 
 @dataclass

@@ -36,59 +36,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from vlclean.errors import ParamsError
+from vlclean.params import Rule, TagDef, validate_rules
+
+__all__ = ["MANIFEST_COLUMNS", "Rule", "TagDef", "apply_reviews", "decide", "validate_rules"]
 
 SEVERITY = {"drop": 3, "relabel": 2, "review": 1, "keep": 0}
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "image_id", "file_name", "split", "label", "class_name", "issues", "tags", "action", "reasons",
     "new_label", "duplicate_group", "uniqueness_score", "match", "review_name",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TagDef:
-    description: str = ""
-    action: Literal["keep", "drop", "relabel", "review"] = "review"
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    tag: str
-    action: Literal["keep", "drop", "relabel", "review"] | None = None
-    issue: list[str] | None = None
-    unless_issue: list[str] | None = None
-    min_confidence: float | None = None
-    min_group_threshold: float | None = None
-    max_uniqueness: float | None = None
-    user_tags: list[str] | None = None
-    label_source: str | None = None
-    splits: list[str] | None = None
-    keep_best_of_group: bool = False
-    group_by: Literal["duplicate", "cluster"] = "duplicate"
-    relabel_to: Literal["suggested"] = "suggested"
-    priority: int = 0
-
-    def validate(self, prefix: str) -> None:
-        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
-            raise ParamsError(f"params key '{prefix}.min_confidence': {self.min_confidence} is outside [0, 1]")
-        if self.keep_best_of_group and self.group_by == "duplicate" and self.issue not in (None, ["duplicate"]):
-            raise ParamsError(f"params key '{prefix}.issue': keep_best_of_group on duplicates needs issue [duplicate]")
-
-
-def validate_rules(rules: list[Rule], taxonomy: Mapping[str, TagDef], prefix: str) -> None:
-    names = [r.name for r in rules]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ParamsError(f"params key '{prefix}': rule names {dup} are used more than once")
-    for i, r in enumerate(rules):
-        if r.tag not in taxonomy:
-            raise ParamsError(f"params key '{prefix}[{i}].tag': {r.tag!r} is not in the taxonomy {sorted(taxonomy)}")
 
 
 # -- evaluation ------------------------------------------------------------------------------------

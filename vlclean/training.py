@@ -34,7 +34,6 @@ CPU), every rank trains on its share of each epoch and only rank 0 logs, checkpo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
@@ -52,11 +51,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from vlclean.config import check_range
 from vlclean.datasets import RawDataset
 from vlclean.errors import DatasetError, ParamsError, SchemaError
 from vlclean.devices import resolve_device
 from vlclean.images import IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, load_rgb
+from vlclean.params import Device, Loader, TrainParams, TrainRuntime
 from vlclean.storage import atomic_path, read_csv
 from vlclean.tracking import RunLoggers, check_wandb
 
@@ -69,87 +68,6 @@ SMALL_STEM_MAX_SIZE = 64  # at or below: CIFAR-style stem (3x3 conv, stride 1, n
 CRASH_ENV = "VLCLEAN_TRAIN_CRASH_AFTER_EPOCH"  # tests: os._exit(137) right after this epoch's checkpoint
 MODEL_FORMAT = 1
 CHECKPOINT_FORMAT = 1
-
-Loader = Literal["auto", "memory", "stream"]
-Device = Literal["auto", "cpu", "cuda"]
-
-
-# -- params --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class WandbParams:
-    """Optional Weights & Biases logging (rank 0 only); needs the ``wandb`` package when enabled."""
-
-    enabled: bool = False
-    project: str = "vl-imagenet-cleaning"
-    entity: str | None = None
-    mode: Literal["online", "offline"] = "online"
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """The ``train`` section. Choices: schedule cosine | step | constant; augmentation none | standard
-    (random crop with ``crop_padding`` + horizontal flip when ``hflip``); device auto | cpu | cuda;
-    loader auto | memory | stream; amp_dtype bfloat16 | float16 (float16 on CUDA only)."""
-
-    epochs: int = 15
-    batch_size: int = 128  # per process; under torchrun the global batch is batch_size x processes
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    warmup_epochs: float = 1.0
-    step_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of the epochs
-    step_gamma: float = 0.1
-    image_size: int = 32
-    stem: Literal["auto", "small", "imagenet"] = "auto"  # auto: small when image_size <= 64
-    augmentation: Literal["none", "standard"] = "standard"
-    crop_padding: int = 4
-    hflip: bool = False
-    label_smoothing: float = 0.0
-    max_train_images: int = 0  # 0 = all
-    labels: Literal["cleaned", "raw"] = "cleaned"  # raw: every readable train image with its given label
-    val_fraction: float = 0.1  # held out from train for the per-epoch curves (0: the test split, legacy)
-    seed: int | None = None  # None: base.seed
-    device: Device = "auto"
-    amp: bool = False
-    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
-    deterministic: bool = True
-    workers: int = 0
-    loader: Loader = "auto"
-    cache_max_mb: int = 2048
-    stream_window_blocks: int = 4
-    wandb: WandbParams = field(default_factory=WandbParams)
-
-    def validate(self, prefix: str) -> None:
-        check_range(prefix, "epochs", self.epochs, 1, 10_000)
-        check_range(prefix, "batch_size", self.batch_size, 2, 65_536)
-        check_range(prefix, "lr", self.lr, 0.0, 100.0)
-        if self.lr <= 0:
-            raise ParamsError(f"params key '{prefix}.lr': {self.lr!r} must be positive")
-        check_range(prefix, "momentum", self.momentum, 0.0, 0.999)
-        check_range(prefix, "weight_decay", self.weight_decay, 0.0, 1.0)
-        check_range(prefix, "warmup_epochs", self.warmup_epochs, 0.0, self.epochs)
-        for i, m in enumerate(self.step_milestones):
-            check_range(prefix, f"step_milestones[{i}]", m, 0.0, 1.0)
-        check_range(prefix, "step_gamma", self.step_gamma, 0.0, 1.0)
-        check_range(prefix, "image_size", self.image_size, 8, 1024)
-        check_range(prefix, "crop_padding", self.crop_padding, 0, self.image_size // 2)
-        check_range(prefix, "label_smoothing", self.label_smoothing, 0.0, 0.5)
-        check_range(prefix, "max_train_images", self.max_train_images, 0)
-        check_range(prefix, "val_fraction", self.val_fraction, 0.0, 0.5)
-        if self.seed is not None:
-            check_range(prefix, "seed", self.seed, 0, 2**31 - 1)
-        check_range(prefix, "workers", self.workers, 0, 256)
-        check_range(prefix, "cache_max_mb", self.cache_max_mb, 0)
-        check_range(prefix, "stream_window_blocks", self.stream_window_blocks, 1, 1024)
-
-    def results_key(self) -> dict:
-        """The params that change what training computes (not how fast): part of the checkpoint key."""
-        out = dataclasses.asdict(self)
-        for k in ("workers", "wandb"):
-            out.pop(k)
-        return out
 
 
 # -- label files ---------------------------------------------------------------------------------
@@ -612,7 +530,7 @@ def init_distributed(device: Device) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, key="train.device", local_rank=local_rank)
+    dev = resolve_device(device, key="runtime.train.device", local_rank=local_rank)
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
@@ -809,19 +727,23 @@ def train(
     live_dir: str | Path | None = None,
     progress: bool = True,
     data_seed: int | None = None,
+    runtime: TrainRuntime | None = None,
 ) -> TrainResult:
     """Train (or resume training) and write the model; see the module doc. Runs under torchrun too.
 
     ``seed`` drives the training randomness (init, order, augmentation); ``data_seed`` (default
     ``seed``) picks the ``max_train_images`` subset and the ``val_fraction`` hold-out, so replicates
-    that vary only ``seed`` train on the same images.
+    that vary only ``seed`` train on the same images. ``runtime`` (device, DataLoader workers) changes
+    speed, not the model.
     """
     import torch
+
+    rt = runtime if runtime is not None else TrainRuntime()
 
     check_wandb(params.wandb.enabled)
     if params.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    dist_ctx = init_distributed(params.device)
+    dist_ctx = init_distributed(rt.device)
     device = dist_ctx.device
     if params.amp and params.amp_dtype == "float16" and device.type != "cuda":
         raise ParamsError("params key 'train.amp_dtype': float16 autocast needs CUDA; use bfloat16 on CPU")
@@ -829,7 +751,7 @@ def train(
     torch.use_deterministic_algorithms(params.deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = not params.deterministic
     try:
-        return _train(params, seed, dist_ctx, Path(raw_dir), Path(train_labels), Path(val_labels), Path(model_path),
+        return _train(params, rt, seed, dist_ctx, Path(raw_dir), Path(train_labels), Path(val_labels), Path(model_path),
                       Path(checkpoint_dir), None if live_dir is None else Path(live_dir), progress,
                       seed if data_seed is None else data_seed)
     finally:
@@ -853,7 +775,8 @@ class _Inputs:
     fingerprint_files: list[Path]  # the files whose contents the checkpoint key covers
 
 
-def _read_inputs(params: TrainParams, seed: int, raw_dir: Path, train_labels: Path, val_labels: Path) -> _Inputs:
+def _read_inputs(params: TrainParams, rt: TrainRuntime, seed: int, raw_dir: Path, train_labels: Path,
+                 val_labels: Path) -> _Inputs:
     raw = RawDataset.open(raw_dir)
     index = raw.index()
     classes = raw.classes().sort_values("label")
@@ -870,7 +793,7 @@ def _read_inputs(params: TrainParams, seed: int, raw_dir: Path, train_labels: Pa
         log.warning("%d image(s) are both in %s and %s (e.g. %s)", len(overlap), train_labels, val_labels,
                     sorted(overlap)[0])
     opened = [open_images(raw_dir, images, params.image_size, loader=params.loader, cache_max_mb=params.cache_max_mb,
-                          workers=params.workers, window_blocks=params.stream_window_blocks)
+                          workers=rt.workers, window_blocks=params.stream_window_blocks)
               for images in (train_set, val_set)]
     return _Inputs(train_set, val_set, opened[0], opened[1], classes["class_name"].astype(str).tolist(),
                    int(classes["label"].max()) + 1, [train_labels, val_labels, raw.root / "index.parquet"])
@@ -889,7 +812,7 @@ class _Trainer:
     loader: Any  # DataLoader over ``batches``
 
 
-def _build_trainer(params: TrainParams, seed: int, dist_ctx: Dist, inputs: _Inputs) -> _Trainer:
+def _build_trainer(params: TrainParams, rt: TrainRuntime, seed: int, dist_ctx: Dist, inputs: _Inputs) -> _Trainer:
     """Model, optimizer, schedule and batches, built in a fixed order from ``seed`` (resume relies on it)."""
     import torch
 
@@ -902,7 +825,7 @@ def _build_trainer(params: TrainParams, seed: int, dist_ctx: Dist, inputs: _Inpu
     batches = _EpochBatches(len(inputs.train_set), params.batch_size, seed=seed, rank=dist_ctx.rank,
                             world_size=dist_ctx.world_size, window_blocks=params.stream_window_blocks,
                             blocks=data.block if isinstance(data, ShardImages) else None)
-    loader = make_loader(data, batches, workers=params.workers, pin_memory=device.type == "cuda", persistent=True)
+    loader = make_loader(data, batches, workers=rt.workers, pin_memory=device.type == "cuda", persistent=True)
     total_steps = len(batches) * params.epochs
     warmup_steps = round(params.warmup_epochs * len(batches))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
@@ -999,11 +922,12 @@ def train_one_epoch(trainer: _Trainer, params: TrainParams, *, seed: int, epoch:
             "images_per_s": round(seen / seconds, 1), "train_seconds": round(seconds, 3), "images": int(seen)}
 
 
-def validate(model: torch.nn.Module, inputs: _Inputs, params: TrainParams, dist_ctx: Dist) -> dict:
+def validate(model: torch.nn.Module, inputs: _Inputs, params: TrainParams, dist_ctx: Dist, *,
+             workers: int = 0) -> dict:
     """Loss and accuracy on the validation images (each rank predicts its share), overall and leak-free."""
     val_share = np.array_split(np.arange(len(inputs.val_set)), dist_ctx.world_size)[dist_ctx.rank].tolist()
     pred = predict(model, inputs.val_data, device=dist_ctx.device, batch_size=max(params.batch_size, 256),
-                   workers=params.workers, amp=params.amp, amp_dtype=params.amp_dtype, positions=val_share)
+                   workers=workers, amp=params.amp, amp_dtype=params.amp_dtype, positions=val_share)
     leaked = inputs.val_set.frame["leaked"].to_numpy(dtype=bool)
     v_loss, v_correct, v_n, v_clean_correct, v_clean = _all_sum(_accuracy_sums(pred, leaked), dist_ctx)
     return {"val/loss": _ratio(v_loss, v_n), "val/accuracy": _ratio(v_correct, v_n),
@@ -1017,10 +941,11 @@ def _epoch_record(epoch: int, trained: dict, validated: dict, seconds: float) ->
             "images": trained["images"]}
 
 
-def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_labels: Path, val_labels: Path,
-           model_path: Path, checkpoint_dir: Path, live_dir: Path | None, progress: bool, data_seed: int) -> TrainResult:
+def _train(params: TrainParams, rt: TrainRuntime, seed: int, dist_ctx: Dist, raw_dir: Path, train_labels: Path,
+           val_labels: Path, model_path: Path, checkpoint_dir: Path, live_dir: Path | None, progress: bool,
+           data_seed: int) -> TrainResult:
     t0 = time.perf_counter()
-    inputs = _read_inputs(params, data_seed, raw_dir, train_labels, val_labels)
+    inputs = _read_inputs(params, rt, data_seed, raw_dir, train_labels, val_labels)
     fp = run_fingerprint(params, seed=seed, files=inputs.fingerprint_files, world_size=dist_ctx.world_size,
                          device_type=dist_ctx.device.type, data_seed=data_seed)
     ckpt_path = checkpoint_dir / fp / "last.pt"
@@ -1029,13 +954,13 @@ def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_
                  len(inputs.train_set), len(inputs.val_set), params.image_size,
                  "stream" if isinstance(inputs.train_data, ShardImages) else "memory", time.perf_counter() - t0,
                  dist_ctx.device, dist_ctx.world_size, fp)
-    trainer = _build_trainer(params, seed, dist_ctx, inputs)
+    trainer = _build_trainer(params, rt, seed, dist_ctx, inputs)
     resumed = load_checkpoint(ckpt_path, fp, trainer)
     if resumed.start_epoch > 1 and dist_ctx.is_main:
         log.info("train: resuming run %s after epoch %d of %d", fp, resumed.start_epoch - 1, params.epochs)
     _distribute(trainer, dist_ctx)
     history = resumed.history
-    run_config = {**dataclasses.asdict(params), "seed": seed, "world_size": dist_ctx.world_size,
+    run_config = {**params.model_dump(), "runtime": rt.model_dump(), "seed": seed, "world_size": dist_ctx.world_size,
                   "n_train": len(inputs.train_set), "n_val": len(inputs.val_set)}
     loggers = RunLoggers(live_dir, params.wandb, run_config, resumed.wandb_id) if dist_ctx.is_main else None
     if loggers is not None:
@@ -1046,8 +971,8 @@ def _train(params: TrainParams, seed: int, dist_ctx: Dist, raw_dir: Path, train_
         for epoch in range(resumed.start_epoch, params.epochs + 1):
             t_epoch = time.perf_counter()
             trained = train_one_epoch(trainer, params, seed=seed, epoch=epoch, dist_ctx=dist_ctx)
-            record = _epoch_record(epoch, trained, validate(trainer.model, inputs, params, dist_ctx),
-                                   time.perf_counter() - t_epoch)
+            validated = validate(trainer.model, inputs, params, dist_ctx, workers=rt.workers)
+            record = _epoch_record(epoch, trained, validated, time.perf_counter() - t_epoch)
             history.append(record)
             if dist_ctx.is_main:
                 save_checkpoint(ckpt_path, fp=fp, epoch=epoch, trainer=trainer, history=history,

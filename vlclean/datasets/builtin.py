@@ -31,6 +31,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from vlclean import schema
 from vlclean.datasets.raw import RawRecord, Unit
+from vlclean.params import BuiltinSpec
 
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 LEAK_TRANSFORMS: tuple[str, ...] = (
@@ -49,24 +50,6 @@ LEAK_TRANSFORMS: tuple[str, ...] = (
 )
 DUPLICATE_TRANSFORMS: tuple[str, ...] = ("exact", "png_reencode", "jpeg_q90")
 INVALID_KINDS: tuple[str, ...] = ("truncated_png", "zero_bytes", "not_an_image")
-
-
-@dataclass(frozen=True)
-class BuiltinSpec:
-    """How much of each planted issue to generate (see module doc)."""
-
-    image_size: int = 32
-    texture: float = 25.0  # amplitude of the smooth paper texture (grey levels)
-    drop_ambiguous: bool = True  # leave out scans that classifiers misread (see _ambiguous)
-    test_fraction: float = 0.2
-    leaks_per_transform: int = 4
-    train_duplicates: int = 20
-    mislabel_fraction: float = 0.03
-    dark: int = 8
-    bright: int = 8
-    blur: int = 8
-    outliers: int = 8
-    invalid: int = 3
 
 
 @dataclass

@@ -22,12 +22,13 @@ import numpy as np
 
 from vlclean.datasets.arrays import ArraySplit
 from vlclean.errors import DatasetError
+from vlclean.params import FASHION_MNIST_CLASSES, IDX_DEFAULT_ROOT
+
+__all__ = ["DEFAULT_ROOT", "FASHION_MNIST_CLASSES", "idx_listing", "read_idx_splits"]
 
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
-DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
+DEFAULT_ROOT = IDX_DEFAULT_ROOT
 HUB_ALTERNATIVE = "zalando-datasets/fashion_mnist"
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                         "Bag", "Ankle boot")  # fmt: skip
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}  # fmt: skip
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
