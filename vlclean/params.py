@@ -476,6 +476,17 @@ class NoiseParams(Section):
     idn_std: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1  # idn
     seed: Seed | None = None  # None: base.seed
 
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _pairs_shape(cls, v: Any) -> Any:  # one message instead of one per union member
+        def scalar(x: Any) -> bool:
+            return (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, str) and len(x) <= 200)
+
+        if scalar(v) and isinstance(v, str) or (isinstance(v, dict) and all(scalar(k) and scalar(x)
+                                                                             for k, x in v.items())):
+            return v
+        raise ValueError("must be a preset name or a mapping {from_class: to_class} of class ids or names")
+
     @model_validator(mode="after")
     def _pairs_needed(self) -> NoiseParams:
         if self.kind == "pair" and not self.pairs:
