@@ -832,6 +832,11 @@ def test_killed_download_leaves_no_output_and_resumes(many_units: SimpleNamespac
     assert tree_digest(tmp_path / "raw") == before
 
 
+def encoded_shards(root: Path) -> list[Path]:
+    """The raw shards analyze has finished encoding: the features parquet is written last and marks one done."""
+    return sorted(p for p in root.glob("work_an/*/*.parquet") if not p.name.endswith(".crops.parquet"))
+
+
 def test_killed_analyze_leaves_no_output_and_resumes(many_units: SimpleNamespace, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from stages import analyze, download
@@ -845,14 +850,14 @@ def test_killed_analyze_leaves_no_output_and_resumes(many_units: SimpleNamespace
     kill_stage_at(tmp_path, "vlclean.encode:_ShardEncoder.encode", 1, "stages.analyze", analyze_argv())
     assert visible(tmp_path) == ["m", "p", "params.yaml", "raw", "work_an", "work_dl"]  # no features, export, metrics
     assert not (tmp_path / "m" / "analyze.json").exists()
-    first = sorted(tmp_path.glob("work_an/*/*.parquet"))
-    assert len(first) == 1 and len(list(tmp_path.glob("work_an/*/*.npy"))) == 1
+    first = encoded_shards(tmp_path)
+    assert len(first) == 1 and len(list(tmp_path.glob("work_an/*/*"))) == 4  # features, crops, embeddings, thumbs
     stamp = first[0].stat().st_mtime_ns
     # 2. killed while the features folder is being assembled: still no output, one hidden temp beside it
     kill_stage_at(tmp_path, "vlclean.encode:write_json", 0, "stages.analyze", analyze_argv())
     assert not (tmp_path / "features").exists() and not (tmp_path / "vl").exists()
     assert len(hidden_temps(tmp_path, "features")) == 1
-    assert first[0].stat().st_mtime_ns == stamp and len(list(tmp_path.glob("work_an/*/*.parquet"))) == n_shards
+    assert first[0].stat().st_mtime_ns == stamp and len(encoded_shards(tmp_path)) == n_shards
     # 3. the rerun reuses every encoded shard, cleans the temp, and equals an uninterrupted run
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("work_an/*/*")}
     assert analyze.main(analyze_argv()) == 0
