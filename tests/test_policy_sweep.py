@@ -10,18 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import write_params
-from tests.test_sweep import TINY, sh
+from tests.test_sweep import committed_baseline, sh
 
 pytestmark = pytest.mark.slow
 
 
 def test_policies_side_by_side_from_dvc_experiments(repo_copy: Path) -> None:
-    write_params(repo_copy / "params.yaml", TINY)
-    dvc = [sys.executable, "-m", "dvc"]
-    sh(repo_copy, *dvc, "repro")
-    sh(repo_copy, "git", "add", "-A")
-    sh(repo_copy, "git", "commit", "-qm", "baseline")
+    dvc = committed_baseline(repo_copy)
     sh(repo_copy, *dvc, "exp", "run", "--queue", "-S", "apply_tags.rule_set=default,conservative")
     sh(repo_copy, *dvc, "exp", "run", "--queue", "-S", "apply_tags.policy_file=policies/imagenet_1k_aggressive_clean.yaml",
        "-S", "build_manifest.max_class_drop.action=restore", "-S", "build_manifest.max_class_drop.share=0.05")

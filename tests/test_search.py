@@ -14,7 +14,7 @@ from vlclean.search import (
     embedding_pairs,
     embedding_self_pairs,
     hamming_pairs,
-    nearest_neighbor_similarity,
+    nearest_neighbors,
     recall_check,
     self_pairs,
 )
@@ -303,16 +303,16 @@ def test_embedding_self_pairs_unique_and_no_self() -> None:
     assert {(5, 100), (7, 200)} <= expected
 
 
-def test_nearest_neighbor_similarity_excludes_self_only() -> None:
+def test_nearest_neighbors_exclude_self_only() -> None:
     rng = np.random.default_rng(15)
     x = clustered(rng, 300, 16, n_centres=5, spread=0.7)
     x[10] = x[11]  # exact duplicates stay each other's neighbour
-    got = nearest_neighbor_similarity(x, k=3)
+    got = nearest_neighbors(x, k=3)[0]
     sims, _ = brute_topk(x, x, 3, exclude_self=True)
     assert got.shape == (300, 3) and got.dtype == np.float32
     np.testing.assert_allclose(got, sims, atol=1e-5)
     assert got[10, 0] == pytest.approx(1.0, abs=1e-5)
-    approx = nearest_neighbor_similarity(x, k=3, index="ivf", nprobe=64)
+    approx = nearest_neighbors(x, k=3, index="ivf", nprobe=64)[0]
     np.testing.assert_allclose(approx, sims, atol=1e-5)
 
 
@@ -321,7 +321,7 @@ def test_embedding_empty_inputs() -> None:
     none = np.empty((0, 8), dtype=np.float32)
     assert len(embedding_pairs(none, x, min_similarity=0.5)) == 0
     assert len(embedding_pairs(x, none, min_similarity=0.5)) == 0
-    assert nearest_neighbor_similarity(none, k=2).shape == (0, 2)
+    assert nearest_neighbors(none, k=2)[0].shape == (0, 2)
     assert len(embedding_self_pairs(x[:1], min_similarity=0.0)) == 0
 
 
@@ -346,7 +346,7 @@ def test_embedding_empty_inputs() -> None:
             lambda q, b: embedding_pairs(q, b, min_similarity=0.5, index=build_embedding_index(b[:5])),
             ["5 rows", "20 x 8"],
         ),
-        (lambda q, b: nearest_neighbor_similarity(b, k=20), ["k=20", "20 rows"]),
+        (lambda q, b: nearest_neighbors(b, k=20), ["k=20", "20 rows"]),
         (lambda q, b: recall_check(q, b, index="auto"), ["index", "auto"]),
         (lambda q, b: build_embedding_index(b, index="ivf", nlist=50), ["nlist=50", "20 rows"]),
     ],

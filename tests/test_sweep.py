@@ -31,12 +31,18 @@ def sh(repo: Path, *args: str, timeout: int = 3600) -> str:
     return proc.stdout
 
 
-def test_tiny_study_directions_and_every_cleaning_arm(repo_copy: Path) -> None:
-    write_params(repo_copy / "params.yaml", TINY)
+def committed_baseline(repo: Path) -> list[str]:
+    """Run the tiny pipeline in ``repo`` and commit it (queued experiments need committed code); the dvc command."""
+    write_params(repo / "params.yaml", TINY)
     dvc = [sys.executable, "-m", "dvc"]
-    sh(repo_copy, *dvc, "repro")
-    sh(repo_copy, "git", "add", "-A")
-    sh(repo_copy, "git", "commit", "-qm", "baseline")
+    sh(repo, *dvc, "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+    return dvc
+
+
+def test_tiny_study_directions_and_every_cleaning_arm(repo_copy: Path) -> None:
+    dvc = committed_baseline(repo_copy)
     study = {"dataset": "digits", "seeds": [1],
              "cost": {"train_images": 600, "epochs": 3, "train_images_per_s": 600, "test_images": 350,
                       "eval_images_per_s": 2000, "overhead_s": 20, "setup_s": 0},

@@ -43,7 +43,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from vlclean.params import DetectParams, DuplicateParams, MislabelParams, OutlierParams, QualityParams
-from vlclean.search import embedding_self_pairs, nearest_neighbor_similarity, nearest_neighbors, self_pairs
+from vlclean.search import embedding_self_pairs, nearest_neighbors, self_pairs
 
 # uuid5 namespace of every id the analysis and its export mint (duplicate groups, clusters, media)
 NAMESPACE = uuid.UUID("6f1d3a52-9a0e-4c4e-9d0b-0c1e5b2a7f11")
@@ -144,7 +144,7 @@ def find_duplicates(image_ids: np.ndarray, pairs: pd.DataFrame, levels: list[flo
 def neighbour_scores(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(best similarity to another image, mean similarity to the k nearest neighbours)`` per row."""
     k = max(1, min(k, len(embeddings) - 1))
-    nn = nearest_neighbor_similarity(embeddings, k=k)
+    nn = nearest_neighbors(embeddings, k=k)[0]
     return np.nan_to_num(nn[:, 0], nan=0.0), np.nanmean(nn, axis=1)
 
 

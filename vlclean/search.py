@@ -31,7 +31,7 @@ finds).
 
 Embedding search
 ----------------
-:func:`embedding_pairs`, :func:`embedding_self_pairs` and :func:`nearest_neighbor_similarity` take
+:func:`embedding_pairs`, :func:`embedding_self_pairs` and :func:`nearest_neighbors` take
 L2-normalised rows (float32 or float16), so inner product is cosine similarity. Below
 ``exact_below`` base rows (default 1M) the search is exact (faiss brute-force inner product, no
 copy of the base) unless the queries times the base rows exceed :data:`EXACT_PAIR_BUDGET` (a self
@@ -702,32 +702,6 @@ def embedding_self_pairs(
     return frame.drop_duplicates(["query_idx", "base_idx"], keep="first").reset_index(drop=True)
 
 
-def nearest_neighbor_similarity(
-    x: np.ndarray,
-    *,
-    k: int = 10,
-    index: str | EmbeddingIndex = "auto",
-    nprobe: int | None = None,
-    exact_below: int = 1_000_000,
-    storage: str = "auto",
-    seed: int = 0,
-    query_chunk: int = 8192,
-    progress: bool = False,
-) -> np.ndarray:
-    """Cosine similarity of each row of ``x`` (N, D) to its ``k`` nearest other rows.
-
-    The row itself is excluded by id (an exact duplicate still counts as a neighbour with
-    similarity 1). Options as in :func:`embedding_pairs`; ``k`` must be below N.
-
-    Returns
-    -------
-    np.ndarray, shape (N, k), float32
-        Best first. An approximate index may find fewer than ``k`` neighbours: those are NaN.
-    """
-    return nearest_neighbors(x, k=k, index=index, nprobe=nprobe, exact_below=exact_below, storage=storage,
-                             seed=seed, query_chunk=query_chunk, progress=progress)[0]
-
-
 def nearest_neighbors(
     x: np.ndarray,
     *,
@@ -740,9 +714,13 @@ def nearest_neighbors(
     query_chunk: int = 8192,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(similarities, ids)``, both ``(N, k)``, of the ``k`` nearest other rows of each row of ``x``
-    (see :func:`nearest_neighbor_similarity`; a missing neighbour has similarity NaN and id -1).
-    One search serves every neighbour-based detector (duplicates, outliers, the kNN classifier)."""
+    """The ``k`` nearest other rows of each row of ``x`` (N, D): ``(similarities, ids)``, both ``(N, k)``.
+
+    The row itself is excluded by id (an exact duplicate still counts as a neighbour with
+    similarity 1). Options as in :func:`embedding_pairs`; ``k`` must be below N. Similarities are
+    float32, best first; an approximate index may find fewer than ``k`` neighbours: those have
+    similarity NaN and id -1. One search serves every neighbour-based detector (duplicates,
+    outliers, the kNN classifier)."""
     _check_embeddings("x", x)
     _check_normalised("x", x)
     _check_positive_int("k", k)
