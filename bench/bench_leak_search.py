@@ -27,7 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vlclean.search import build_embedding_index, embedding_pairs, hamming_pairs, recall_check
+from vlclean.search.embedding import build_embedding_index, embedding_pairs, recall_check
+from vlclean.search.hamming import hamming_pairs
 
 HAMMING_TIME_TARGET_S = 60.0
 HAMMING_RSS_TARGET_GB = 2.0

@@ -43,7 +43,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from vlclean.params import DetectParams, DuplicateParams, MislabelParams, OutlierParams, QualityParams
-from vlclean.search import embedding_self_pairs, nearest_neighbors, self_pairs
+from vlclean.search.embedding import embedding_self_pairs, nearest_neighbors
+from vlclean.search.hamming import self_pairs
 
 # uuid5 namespace of every id the analysis and its export mint (duplicate groups, clusters, media)
 NAMESPACE = uuid.UUID("6f1d3a52-9a0e-4c4e-9d0b-0c1e5b2a7f11")
@@ -201,7 +202,7 @@ def out_of_sample_probs(
 
 
 def _knn(features: np.ndarray, p: MislabelParams) -> tuple[np.ndarray, np.ndarray]:
-    from vlclean.search import nearest_neighbors
+    from vlclean.search.embedding import nearest_neighbors
 
     x = np.array(features, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1)

@@ -43,7 +43,8 @@ from vlclean.features import compute_hashes, make_pool
 
 from vlclean.errors import ParamsError
 from vlclean.params import LEAK_METHODS, LEAK_SCOPES, LeakParams
-from vlclean.search import embedding_pairs, embedding_self_pairs, hamming_pairs, self_pairs
+from vlclean.search.embedding import embedding_pairs, embedding_self_pairs
+from vlclean.search.hamming import hamming_pairs, self_pairs
 
 METHODS = LEAK_METHODS
 TIERS: tuple[str, ...] = ("exact", "near_duplicate", "similar")

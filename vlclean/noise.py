@@ -155,8 +155,8 @@ class Neighbours:
 
 def neighbours(features: np.ndarray, k: int, *, chunk: int = 4096) -> Neighbours:
     """Cosine k-nearest neighbours of every row among the other rows: exact while the self search is
-    small, an IVF index beyond :data:`vlclean.search.EXACT_PAIR_BUDGET` (``search.nearest_neighbors``)."""
-    from vlclean.search import nearest_neighbors
+    small, an IVF index beyond :data:`vlclean.search.embedding.EXACT_PAIR_BUDGET` (``nearest_neighbors``)."""
+    from vlclean.search.embedding import nearest_neighbors
 
     x = normalise(features)
     k = max(1, min(k, len(x) - 1))
