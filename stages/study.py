@@ -11,6 +11,7 @@ Usage:   make study DATASET=fashion_mnist    (= python -m stages.study --study s
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -24,11 +25,18 @@ from vlclean.study import expected_seconds, load_study, missing_keys, runs, set_
 DVC = [sys.executable, "-m", "dvc"]
 
 
-def _dvc(*args: str) -> str:
-    proc = subprocess.run([*DVC, *args], capture_output=True, text=True)
+def _dvc(*args: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run([*DVC, *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise VLCleanError(f"dvc {' '.join(args[:3])} ... failed: {proc.stderr.strip()[-2000:]}")
     return proc.stdout
+
+
+def worker_env(threads: int | None) -> dict[str, str] | None:
+    """The queue workers' environment: OMP/MKL thread counts set when the study names them."""
+    if threads is None:
+        return None
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def wait_for_queue(poll_s: float = 10.0) -> list[str]:
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             _dvc("exp", "run", "--queue", *set_args(r))
             print(f"queued {i}/{len(plan)}", end="\r", flush=True)
         print()
-        _dvc("queue", "start", "-j", str(jobs))
+        _dvc("queue", "start", "-j", str(jobs), env=worker_env(study.threads_per_job))
         started = time.time()
         failed = wait_for_queue()
         print(f"study: ran in {(time.time() - started) / 3600:.2f} h; {len(failed)} failed {failed[:10]}"
