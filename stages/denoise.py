@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vlclean import cli
+from vlclean.adapt import resolve_label_features
 from vlclean.datasets import RawDataset
 from vlclean.detect import label_issues
 from vlclean.denoise import (best_other_class, detection_metrics, oracle_denoise, predicted_denoise,
@@ -27,13 +28,12 @@ from vlclean.params import MislabelParams, Params, load_params
 from vlclean.storage import read_csv, write_csv, write_json
 
 
-def analyzer_setup(every: Params) -> tuple[str, int, MislabelParams, float]:
-    """What analyze + apply_tags use to call a label wrong: label features, thumbnail side, classifier,
-    and the active rule set's confidence threshold for the ``mislabeled`` tag (0 when it has none)."""
-    a, t = every.analyze, every.apply_tags
-    rule = next((r for r in t.rules if r.tag == "mislabeled" and r.issue and "mislabel" in r.issue), None)
-    threshold = rule.min_confidence if rule is not None and rule.min_confidence is not None else 0.0
-    return a.label_features, a.label_pixels_side, a.detect.mislabels, threshold
+def analyzer_threshold(every: Params) -> float:
+    """The active rule set's confidence threshold for the ``mislabeled`` tag (0 when it has none): what
+    apply_tags uses, after analyze, to call a label wrong."""
+    rule = next((r for r in every.apply_tags.rules if r.tag == "mislabeled" and r.issue and "mislabel" in r.issue),
+                None)
+    return rule.min_confidence if rule is not None and rule.min_confidence is not None else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
                      "miss": params.miss}
         elif params.method in ("cleanlab", "analyzer"):
             if params.method == "cleanlab":
-                kind, side, mp, threshold = params.features, params.pixels_side, MislabelParams(
-                    classifier=params.classifier, C=params.C, folds=params.folds), 0.0
-            else:
-                kind, side, mp, threshold = analyzer_setup(every)
-                extra = {"analyzer": {"label_features": kind, **mp.model_dump(), "min_confidence": threshold}}
-            x = feature_matrix(args.features, ids, kind=kind, side=side)
+                mp, threshold = MislabelParams(classifier=params.classifier, C=params.C, folds=params.folds), 0.0
+                x = feature_matrix(args.features, ids, kind=params.features, side=params.pixels_side)
+            else:  # the analyzer's detector, its label features chosen (auto) on the noisy labels
+                mp, threshold = every.analyze.detect.mislabels, analyzer_threshold(every)
+                _, x, choice = resolve_label_features(args.features, every.analyze, noisy, n_classes, base.seed, ids)
+                extra = {"analyzer": {"label_features": choice, **mp.model_dump(), "min_confidence": threshold}}
             found = label_issues(x, noisy, n_classes, mp, base.seed)
             r = predicted_denoise(found.flag & (found.confidence >= threshold), noisy, found.suggested,
                                   action=params.action)

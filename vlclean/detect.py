@@ -7,8 +7,8 @@ Detection (thresholds are arguments, from ``params.yaml`` via the analyze stage)
                 is split into connected components; each component of 2+ images is a group.
                 ``confidence`` = the image's best similarity inside its group.
 ``outliers``    images whose mean similarity to their ``k`` nearest neighbours is far below the
-                dataset's: robust z-score ``(median - s) / (1.4826 MAD)`` >= ``z``. Dark and bright
-                images are not called outliers (their exposure, not their content, sets them apart).
+                dataset's: robust z-score ``(median - s) / (1.4826 MAD)`` >= ``z``. Images past the dark or
+                bright limit are not called outliers (their exposure, not their content, sets them apart).
 ``mislabels``   cleanlab on out-of-sample predicted probabilities of a classifier on the embeddings
                 (or pixel features); ``confidence = 1 - label quality``; the suggested label is the
                 most probable class. Outliers and invalid images are not judged (an out-of-domain
@@ -19,9 +19,12 @@ Detection (thresholds are arguments, from ``params.yaml`` via the analyze stage)
                 ``find_label_issues`` sees them whole, beyond it they are made chunk by chunk and
                 judged by cleanlab's batched ``LabelInspector`` (two passes), so a 1.33M x 1,000
                 matrix (5.3 GB) never exists.
-``dark``, ``bright``  mean brightness below / above a threshold.
-``blur``        variance of the Laplacian (at most 256 px on the shorter side) below a threshold;
-                dark and bright images are not judged for blur (low exposure flattens every edge).
+``dark``, ``bright``  mean brightness below / above an absolute limit AND far below / above the
+                image's class (robust z-score), so a class of naturally dark photos is not flagged
+                wholesale (:func:`quality_flags`).
+``blur``        variance of the Laplacian (at the analyzer's ``blur_side``) below an absolute limit AND
+                its logarithm far below the class's; dark and bright images are not judged for blur
+                (low exposure flattens every edge).
 ``invalid``     unreadable images (kept, with the decoder's reason).
 
 Confidences of threshold rules are 0.5 at the threshold and grow to 1 away from it, matching VL's
@@ -348,17 +351,71 @@ def _batched_label_issues(chunks: Callable[[], Iterator[tuple[int, np.ndarray]]]
     return LabelIssues(flag, 1.0 - quality, suggested)
 
 
-def quality_flags(features: pd.DataFrame, p: QualityParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{issue: (flag, confidence)}`` for dark, bright and blur (see module doc)."""
+# Floors of the robust spread (1.4826 MAD) in quality_flags: a class of near-identical images (one texture,
+# one exposure) would otherwise make a few grey levels, or a few per cent of sharpness, look extreme.
+BRIGHTNESS_SPREAD_FLOOR = 8.0  # grey levels
+LOG_BLUR_SPREAD_FLOOR = 0.25  # natural log of the Laplacian variance
+
+
+def robust_z(values: np.ndarray, groups: np.ndarray | None = None, *, min_group: int = 2,
+             spread_floor: float = 0.0) -> np.ndarray:
+    """``(x - median) / max(1.4826 MAD, spread_floor)`` of each value against its group (``groups``:
+    one key per value; groups smaller than ``min_group`` and NaN-free values are judged against all)."""
+    x = np.asarray(values, dtype=np.float64)
+
+    def z_of(v: np.ndarray) -> np.ndarray:
+        med = np.nanmedian(v) if np.isfinite(v).any() else 0.0
+        spread = max(1.4826 * float(np.nanmedian(np.abs(v - med))) if np.isfinite(v).any() else 0.0, spread_floor,
+                     1e-9)
+        return (v - med) / spread
+
+    z = z_of(x)
+    if groups is None:
+        return z
+    g = pd.Series(np.asarray(groups))
+    for _, rows in g.groupby(g, sort=False).groups.items():
+        rows = np.asarray(rows)
+        if len(rows) >= min_group:
+            z[rows] = z_of(x[rows])
+    return z
+
+
+def quality_flags(features: pd.DataFrame, p: QualityParams, labels: np.ndarray | None = None,
+                  suggested: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{issue: (flag, confidence)}`` for dark, bright and blur: an absolute limit AND a robust z-score.
+
+    ``dark``: brightness < ``dark_below`` and its robust z-score (median, 1.4826 MAD) <= ``-z``;
+    ``bright``: brightness > ``bright_above`` and z >= ``z``; ``blur``: Laplacian variance <
+    ``blur_below`` and the z-score of its logarithm <= ``-z``; images past either exposure limit are not
+    judged for blur (no edges survive). The z-score compares an image with the other images of its class
+    (``labels``; an image whose label the analyzer calls wrong must also stand out in the ``suggested``
+    class, so a dark photo filed under a bright class is not called dark for it; classes
+    under ``min_class_images`` and unlabelled data: with the whole dataset): a class of naturally soft
+    or dark photos (night scenes, macro shots) is not flagged wholesale, while a photo far darker or
+    softer than its class is. Confidence: 0.5 where the nearer of the two limits is just crossed,
+    growing to 1 away from both.
+    """
     b = features["brightness"].to_numpy(dtype=np.float64)
     sharp = features["blur"].to_numpy(dtype=np.float64)
-    dark = b < p.dark_below
-    bright = b > p.bright_above
-    blur = (sharp < p.blur_below) & ~dark & ~bright
+    log_sharp = np.log1p(np.maximum(sharp, 0.0))
+    contexts = [None if labels is None else np.asarray(labels)]
+    if labels is not None and suggested is not None:
+        contexts.append(np.where(np.asarray(suggested) >= 0, suggested, labels))
+    zbs = [robust_z(b, g, min_group=p.min_class_images, spread_floor=BRIGHTNESS_SPREAD_FLOOR) for g in contexts]
+    zss = [robust_z(log_sharp, g, min_group=p.min_class_images, spread_floor=LOG_BLUR_SPREAD_FLOOR) for g in contexts]
+    low_b, high_b, zs = np.max(zbs, axis=0), np.min(zbs, axis=0), np.max(zss, axis=0)  # the milder context
+    zt = max(p.z, 1e-9)
+
+    def conf(abs_excess: np.ndarray, z_excess: np.ndarray) -> np.ndarray:
+        return np.clip(0.5 + 0.5 * np.minimum(abs_excess, z_excess / zt), 0.0, 1.0)
+
+    dark = (b < p.dark_below) & (low_b <= -p.z)
+    bright = (b > p.bright_above) & (high_b >= p.z)
+    blur = (sharp < p.blur_below) & (zs <= -p.z) & (b >= p.dark_below) & (b <= p.bright_above)
     return {
-        "dark": (dark, np.clip(0.5 + 0.5 * (p.dark_below - b) / p.dark_below, 0, 1)),
-        "bright": (bright, np.clip(0.5 + 0.5 * (b - p.bright_above) / (255 - p.bright_above), 0, 1)),
-        "blur": (blur, np.clip(0.5 + 0.5 * (p.blur_below - sharp) / p.blur_below, 0, 1)),
+        "dark": (dark, conf((p.dark_below - b) / max(p.dark_below, 1e-9), -low_b - p.z)),
+        "bright": (bright, conf((b - p.bright_above) / max(255 - p.bright_above, 1e-9), high_b - p.z)),
+        "blur": (blur, conf((p.blur_below - sharp) / max(p.blur_below, 1e-9), -zs - p.z)),
     }
 
 
@@ -405,7 +462,8 @@ def analyze(
             k: (np.asarray(v)[where] if isinstance(v, np.ndarray) else v) for k, v in extra.items()}}))
 
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
-    quality = quality_flags(feats.loc[valid], p.quality)
+    context = index.loc[valid, "label"].to_numpy(dtype=np.int64)  # quality is judged within the class,
+    suggested = np.full(len(vids), -1, dtype=np.int64)  # and within the suggested one when mislabelled
     uniqueness = np.ones(len(vids))
     cluster = np.full(len(ids), "", dtype=object)
     if len(vids) >= 2:
@@ -418,7 +476,8 @@ def analyze(
         mean_sim = np.nanmean(nn_sims[:, : max(1, min(p.outliers.k, k))], axis=1)
         uniqueness = uniqueness_score(best_sim, min(p.duplicates.levels))
         out_flag, out_conf = find_outliers(mean_sim, p.outliers)
-        out_flag &= ~(quality["dark"][0] | quality["bright"][0])
+        b = feats.loc[valid, "brightness"].to_numpy(dtype=np.float64)
+        out_flag &= (b >= p.quality.dark_below) & (b <= p.quality.bright_above)  # exposure, not content
         add("outlier", out_flag, out_conf)
         hashes = feats.loc[valid, ["phash", "dhash", "phash_mirror", "dhash_mirror"]].reset_index(drop=True)
         pairs = duplicate_pairs(emb, feats.loc[valid, "pixel_md5"].to_numpy(), hashes, p.duplicates,
@@ -432,8 +491,10 @@ def analyze(
                              p.mislabels, seed, neighbours=(nn_sims, nn_ids) if share_knn else None)
         mis_flag = found.flag & ~out_flag
         add("mislabel", mis_flag, found.confidence, suggested_label=found.suggested)
+        suggested = np.where(found.flag, found.suggested, -1)
         n_clusters = p.clusters or int(round(math.sqrt(len(vids))))
         cluster[valid] = [str(uuid.uuid5(NAMESPACE, f"cluster:{c}")) for c in kmeans_clusters(emb, n_clusters, seed)]
+    quality = quality_flags(feats.loc[valid], p.quality, context, suggested)
     for issue, (flag, conf) in quality.items():
         add(issue, flag, conf)
     bad = feats.loc[~valid]

@@ -252,7 +252,7 @@ class PixelEmbedder(Embedder):
 def build_embedder(
     model: str = "efficientnet_lite0",
     *,
-    input_size: int = 224,
+    input_size: int | Literal["auto"] = 224,
     batch_size: int = 64,
     device: str = "cpu",
     weights_path: str | os.PathLike[str] | None = None,
@@ -265,7 +265,8 @@ def build_embedder(
     Args:
         model: one of ``efficientnet_lite0`` (default), ``resnet18``, ``resnet50``, ``pixels``.
         input_size: side of the square network input in pixels (>= 32); 224 matches training, 64-128
-            is much faster and suits small images. Not used by ``pixels`` (fixed 16x16 thumbnail).
+            is much faster and suits small images; ``"auto"`` is 224 here (a caller that knows its images
+            resolves it with :func:`vlclean.adapt.auto_input_size`). Not used by ``pixels`` (fixed 16x16 thumbnail).
         batch_size: images preprocessed and embedded per step (on CPU the forward pass is further
             split into cache-friendly chunks).
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``); not used by ``pixels``.
@@ -296,6 +297,8 @@ def build_embedder(
         spec = EmbedderSpec(model=model, dim=dim, input_size=_PIXELS_THUMB, resize="squash", weights="none")
         return PixelEmbedder(spec, batch_size=batch_size)
 
+    if input_size == "auto":  # no images to measure here: the size the networks were trained at
+        input_size = 224  # (the analyzer measures its images: vlclean.adapt.auto_input_size)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < _MIN_INPUT_SIZE:
         raise ParamsError(f"input_size must be an integer >= {_MIN_INPUT_SIZE}, got {input_size!r}")
     torch_device = resolve_device(device)

@@ -171,9 +171,12 @@ class DownloadParams(Section):
 
 
 # -- analyze ---------------------------------------------------------------------------------------
+Auto = Literal["auto"]  # chosen from the data by the analyzer, written to its metrics (vlclean/adapt.py)
+
+
 class EmbeddingParams(Section):
     model: Literal["efficientnet_lite0", "resnet18", "resnet50", "pixels"] = "efficientnet_lite0"
-    input_size: Annotated[int, Field(ge=32, le=1024)] = 64
+    input_size: Annotated[int, Field(ge=32, le=1024)] | Auto = "auto"  # auto: from the images' shorter side, 64..224
     dtype: Literal["float16", "float32"] = "float16"
     weights_path: Annotated[str, Field(max_length=4096)] | None = None
     allow_download: bool = False
@@ -201,9 +204,17 @@ class MislabelParams(Section):
 
 
 class QualityParams(Section):
+    """Absolute limits AND a robust z-score against the image's class (vlclean.detect.quality_flags)."""
+
     dark_below: Annotated[float, Field(ge=0.0, le=255.0)] = 40.0
     bright_above: Annotated[float, Field(ge=0.0, le=255.0)] = 215.0
     blur_below: Annotated[float, Field(ge=0.0)] = 25.0
+    z: Annotated[float, Field(ge=0.0, le=100.0)] = 3.0
+    min_class_images: Annotated[int, Field(ge=2, le=1_000_000)] = 20  # smaller classes: z against the dataset
+
+
+def _default_plausible() -> dict[str, float]:
+    return {"mislabel": 0.15, "outlier": 0.05, "dark": 0.1, "bright": 0.1, "blur": 0.1}
 
 
 class DetectParams(Section):
@@ -212,15 +223,20 @@ class DetectParams(Section):
     mislabels: MislabelParams = Field(default_factory=MislabelParams)
     quality: QualityParams = Field(default_factory=QualityParams)
     clusters: Annotated[int, Field(ge=0, le=1_000_000)] = 0  # 0: about sqrt(N)
+    # sanity guard: flagging more than this share of the valid images is reported as implausible
+    plausible_share: dict[Literal["mislabel", "outlier", "dark", "bright", "blur"], Fraction] = Field(
+        default_factory=_default_plausible)
 
 
 class AnalyzeParams(Section):
     draft: bool = True
-    blur_side: Annotated[int, Field(ge=8, le=4096)] | None = 32  # judge blur at this shorter side (None: native)
+    # judge blur at this shorter side (None: native, <= 256; auto: the images' median shorter side, 16..256)
+    blur_side: Annotated[int, Field(ge=8, le=4096)] | None | Auto = "auto"
     embedding: EmbeddingParams = Field(default_factory=EmbeddingParams)
-    # what the mislabel detector's classifier sees: the CNN embedding, or the network-free grey thumbnail
-    label_features: FeatureSpace = "pixels"
-    label_pixels_side: PixelsSide = 8
+    # what the mislabel detector's classifier sees: the CNN embedding, the network-free grey thumbnail, or
+    # auto: the candidate (embedding, pixels of each side up to thumbnail_side) of best cross-validated accuracy
+    label_features: FeatureSpace | Auto = "auto"
+    label_pixels_side: PixelsSide | Auto = "auto"  # auto: 8 and 16 are candidates
     thumbnail_side: PixelsSide = 16  # grey thumbnails stored in data/features (pixel features of any side up to it)
     detect: DetectParams = Field(default_factory=DetectParams)
 
