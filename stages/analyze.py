@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", default="data/features")
     p.add_argument("--export", default=None, help="VL JSON export (default data/vl/<dataset>_vl_export.json)")
     p.add_argument("--export_csv", default=None, help="flat export (default: beside --export, .csv)")
-    p.add_argument("--metrics", default="metrics/analyze.json")
+    p.add_argument("--metrics", default=None, help="metrics JSON (default metrics/analyze.json; standalone: none)")
     p.add_argument("--plots", default="plots/analyze")
     p.add_argument("--work_dir", default="data/.cache/analyze")
     p.add_argument("--images_dir", default=None, help="standalone: analyze this ImageFolder tree instead of --raw")
@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         export_csv = Path(args.export_csv) if args.export_csv else export.with_suffix(".csv")
         if args.images_dir:
             return standalone(Path(args.images_dir), export, export_csv, base, params, every.runtime,
-                              every.detect_leaks.crop_scales)
-        m = run(Path(args.raw), Path(args.features), export, export_csv, Path(args.metrics), Path(args.plots),
+                              every.detect_leaks.crop_scales, Path(args.metrics) if args.metrics else None)
+        m = run(Path(args.raw), Path(args.features), export, export_csv, Path(args.metrics or "metrics/analyze.json"),
+                Path(args.plots),
                 Path(args.work_dir), base, params, every.runtime.analyze, every.detect_leaks.crop_scales)
         if m is not None:
             print(f"analyze: {m['issue_counts']}")
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def standalone(images_dir: Path, export: Path, export_csv: Path, base: BaseParams, p: AnalyzeParams,
-               rt: RuntimeParams, crop_scales: list[float]) -> int:
+               rt: RuntimeParams, crop_scales: list[float], metrics: Path | None = None) -> int:
     """Analyze an ImageFolder tree without DVC: convert it to a temporary raw dataset first."""
     from stages.download import convert  # a stage importing a stage: convert belongs in vlclean (issue 16)
 
@@ -172,7 +173,7 @@ def standalone(images_dir: Path, export: Path, export_csv: Path, base: BaseParam
         quarantine = RawDataset.open(t / "raw").quarantine()
         for row in quarantine.itertuples():
             print(f"unreadable: {row.source}: {row.error}")
-        m = run(t / "raw", t / "features", export, export_csv, None, None, t / "work-analyze", base, p, rt.analyze,
+        m = run(t / "raw", t / "features", export, export_csv, metrics, None, t / "work-analyze", base, p, rt.analyze,
                 crop_scales)
         if m is None:
             return 0
