@@ -27,8 +27,9 @@ from vlclean.reporting import bar_plot, confusion_heatmap
 from vlclean.schema import validate_predictions
 from vlclean.storage import write_csv, write_json
 from vlclean.tracking import log_results
-from vlclean.training import (evaluation_report, load_model, open_images, predict, prediction_table,
-                              read_label_file)
+from vlclean.training.data import open_images, read_label_file
+from vlclean.training.evaluation import evaluation_report, prediction_table
+from vlclean.training.model import load_model, predict
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,8 @@ from vlclean.datasets import RawDataset
 from vlclean.params import load_params
 from vlclean.storage import write_csv, write_json
 from vlclean.tracking import check_wandb
-from vlclean.training import raw_train_labels, train
+from vlclean.training.data import raw_train_labels
+from vlclean.training.loop import train
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,10 @@ from tests.conftest import REPO, write_params
 from vlclean.params import RuntimeParams, TrainParams, parse
 from vlclean.datasets import RawDataset
 from vlclean.errors import ParamsError
-from vlclean.training import (CRASH_ENV, CachedImages, ShardImages, augment, build_model, epoch_order,
-                              holdout, lr_factor, raw_train_labels, read_label_file, run_fingerprint)
+from vlclean.training.checkpoint import run_fingerprint
+from vlclean.training.data import CachedImages, ShardImages, epoch_order, holdout, raw_train_labels, read_label_file
+from vlclean.training.loop import CRASH_ENV, lr_factor
+from vlclean.training.model import augment, build_model
 
 # Small, fast runs: the ImageNet stem at 32 px trains at ~600 images/s on 2 CPU cores.
 TINY = {"epochs": 3, "max_train_images": 300, "batch_size": 64, "lr": 0.05, "image_size": 32, "stem": "imagenet",
