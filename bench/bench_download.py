@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_hashing import make_jpegs  # noqa: E402
 
-from stages.download import convert  # noqa: E402
+from vlclean.datasets.convert import convert  # noqa: E402
 from vlclean.params import DownloadParams  # noqa: E402
 from vlclean.params import parse  # noqa: E402
 

@@ -24,6 +24,7 @@ from vlclean import cli
 from vlclean.adapt import auto_blur_side, auto_input_size, implausible, resolve_label_features
 from vlclean.analysis_report import analysis_metrics, write_analysis_plots
 from vlclean.datasets import RawDataset
+from vlclean.datasets.convert import convert
 from vlclean.detect import analyze
 from vlclean.embeddings import build_embedder, torchrun_group
 from vlclean.encode import EncodeOptions, encode_dataset, load_embeddings
@@ -164,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
 def standalone(images_dir: Path, export: Path, export_csv: Path, base: BaseParams, p: AnalyzeParams,
                rt: RuntimeParams, crop_scales: list[float], metrics: Path | None = None) -> int:
     """Analyze an ImageFolder tree without DVC: convert it to a temporary raw dataset first."""
-    from stages.download import convert  # a stage importing a stage: convert belongs in vlclean (issue 16)
-
     with scratch_dir("vlclean-analyze-") as t:
         dl = DownloadParams(source="folder", folder=FolderParams(root=str(images_dir), no_split="train"))
         convert(dl, base.seed, t / "raw", t / "work", workers=rt.analyze.workers)

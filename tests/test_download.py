@@ -214,7 +214,7 @@ def test_hub_subset_and_max_per_class(tmp_path: Path) -> None:
 
 def test_hub_conversion_resumes_after_interruption(tmp_path: Path) -> None:
     """A crash in shard 3 keeps shards 1-2; the rerun converts only what is left."""
-    from stages.download import convert
+    from vlclean.datasets.convert import convert
     from vlclean.params import DownloadParams
     from vlclean.params import parse
 

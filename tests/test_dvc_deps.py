@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -66,8 +65,6 @@ def test_missing_dep_is_named_and_write_fixes_it(tmp_path: Path) -> None:
     assert (tmp_path / "dvc.yaml").read_text() == once  # idempotent
 
 
-@pytest.mark.xfail(strict=True, reason="analyze's standalone mode imports stages.download.convert (issue 16: "
-                                       "move convert into vlclean); remove this mark when it passes")
 def test_no_stage_imports_another_stage() -> None:
     others = {stage: mods for stage, mods in dvc_deps.stage_imports(REPO).items() if mods}
     assert not others, others
