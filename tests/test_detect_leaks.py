@@ -85,3 +85,21 @@ def test_params_are_validated() -> None:
         parse(LeakParams, {"methods": ["sift"]}, "detect_leaks")
     with pytest.raises(ParamsError, match="detect_leaks.phash_max"):
         parse(LeakParams, {"phash_max": 70}, "detect_leaks")
+
+
+def test_copies_on_real_photographs_per_transform(tmp_path: Path) -> None:
+    """Regression floors (not the targets) on report seed 10 of bench/bench_photo_leaks.py: re-crops,
+    rotations, borders, captions and logos (alone and with resize + JPEG), with hard negatives.
+    Methods without the CNN (exact, perceptual, copy) keep it fast; measured on seed 10: recall 0.70,
+    precision 0.93 (README, "Leaks on real photographs")."""
+    from vlclean.photo_leaks import COPY_TRANSFORMS, score_photo_leaks, write_photo_leak_set
+
+    s = write_photo_leak_set(tmp_path / "photos", seed=10, copies=3)
+    out = tmp_path / "report.csv"
+    assert detect_leaks.main(["--params", str(tmp_path / "none.yaml"), "--train_dir", str(s.train_dir),
+                              "--test_dir", str(s.test_dir), "--output", str(out),
+                              "--methods", "exact,perceptual,copy"]) == 0
+    table = score_photo_leaks(pd.read_csv(out, keep_default_na=False), s.truth, s.negatives).set_index("row")
+    every = table.loc["all"]
+    assert every["recall"] >= 0.65 and every["precision"] >= 0.88, table
+    assert (table.loc[list(COPY_TRANSFORMS), "recall"] >= 0.3).all(), table

@@ -9,6 +9,8 @@ Layout of the output directory (``data/features``)::
                               all-zero rows for invalid images
     thumbnails/<shard>.npy    (rows, side, side) uint8 grey thumbnails (pixel features of noise,
                               denoise and the mislabel detector); zeros for invalid images
+    content/<shard>.npy       (rows, side, side) uint8 content thumbnails: grey, uniform borders
+                              trimmed (detect_leaks' copy method, :mod:`vlclean.copies`); zeros for invalid
     embeddings.json           model, dim, dtype, input size, shard list
     features.json             thumbnail side, crop scales, shard list
 
@@ -41,6 +43,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlclean import schema
+from vlclean.copies import CONTENT_SIDE, content_thumbnail
 from vlclean.datasets import RawDataset
 from vlclean.datasets.raw import fingerprint
 from vlclean.embeddings import Embedder, InputSpec, prepare_input, read_embedding_shard, write_embedding_shard
@@ -60,17 +63,19 @@ class EncodeOptions:
     blur_side: int | None = None
     thumbnail_side: int = 16  # grey thumbnails stored for pixel features (any side up to this)
     crop_scales: tuple[float, ...] = (0.9, 0.8)  # centred crops hashed for each test image
+    content_side: int = CONTENT_SIDE  # content thumbnails for copy detection (vlclean.copies)
     progress: bool = True
 
 
 def _encode_chunk(
     chunk: Sequence[tuple[str, bytes, bool]], *, draft: bool, blur_side: int | None, thumbnail_side: int,
-    crop_scales: tuple[float, ...], input_spec: InputSpec | None,
+    crop_scales: tuple[float, ...], input_spec: InputSpec | None, content_side: int = CONTENT_SIDE,
 ) -> dict:
     """Everything of a chunk of ``(image_id, bytes, is_test)`` from one decode per image (worker side)."""
     n, size = len(chunk), (input_spec.size if input_spec is not None else 0)
     rows, inputs, crop_rows, crop_inputs = [], [], [], []
     thumbs = np.zeros((n, thumbnail_side, thumbnail_side), dtype=np.uint8)
+    contents = np.zeros((n, content_side, content_side), dtype=np.uint8)
     model_inputs = np.zeros((n, size, size, 3) if input_spec is not None else (n, 0, 0, 3), dtype=np.uint8)
     for i, (image_id, data, is_test) in enumerate(chunk):
         m = measure(image_id, data, draft=draft, blur_side=blur_side)
@@ -79,6 +84,7 @@ def _encode_chunk(
         if m.gray is None or m.rgb is None:
             continue
         thumbs[i] = thumbnail(m.gray, thumbnail_side)
+        contents[i] = content_thumbnail(m.gray, content_side)
         if input_spec is not None:
             model_inputs[i] = prepare_input(m.rgb, input_spec)
         if is_test and crop_scales:
@@ -86,7 +92,8 @@ def _encode_chunk(
             crop_inputs.append(crop_hash_inputs(m.gray, crop_scales, draft=draft))
     fill_hashes(rows, inputs)
     crops = {s: hashes_of([c[j] for c in crop_inputs]) for j, s in enumerate(crop_scales)}
-    return {"columns": _columns_of(rows, list(schema.FEATURES)), "thumbnails": thumbs, "inputs": model_inputs,
+    return {"columns": _columns_of(rows, list(schema.FEATURES)), "thumbnails": thumbs, "contents": contents,
+            "inputs": model_inputs,
             "crop_rows": np.asarray(crop_rows, dtype=np.int64), "crops": crops}
 
 
@@ -98,6 +105,7 @@ class Encoded:
     embeddings: np.ndarray | None  # (N, dim) of options.dtype, zeros for invalid images; None without embedder
     thumbnails: np.ndarray  # (N, side, side) uint8
     crops: pd.DataFrame  # CROP_HASHES of the items marked as test
+    contents: np.ndarray | None = None  # (N, side, side) uint8 content thumbnails (vlclean.copies)
 
 
 def encode_images(
@@ -109,8 +117,8 @@ def encode_images(
     o = options
     spec = embedder.input_spec if embedder is not None else None
     work_fn = partial(_encode_chunk, draft=o.draft, blur_side=o.blur_side, thumbnail_side=o.thumbnail_side,
-                      crop_scales=tuple(o.crop_scales), input_spec=spec)
-    columns, thumbs, embs, crop_frames = [], [], [], []
+                      crop_scales=tuple(o.crop_scales), input_spec=spec, content_side=o.content_side)
+    columns, thumbs, embs, crop_frames, contents = [], [], [], [], []
     with tqdm(total=total, unit="img", desc=desc, disable=not o.progress) as bar:
         for part in _map_chunks(work_fn, chunks(items, o.chunk_size), workers=o.workers, pool=pool):
             n = len(part["thumbnails"])
@@ -122,6 +130,7 @@ def encode_images(
                 embs.append(emb)
             columns.append(part["columns"])
             thumbs.append(part["thumbnails"])
+            contents.append(part["contents"])
             ids = part["columns"]["image_id"]
             crop_frames.extend(pd.DataFrame({"image_id": ids[part["crop_rows"]], "scale": np.float32(s), **h})
                                for s, h in part["crops"].items())
@@ -133,11 +142,13 @@ def encode_images(
         feats = schema.empty_frame(schema.FEATURES)
     side = o.thumbnail_side
     thumbs_all = np.concatenate(thumbs) if thumbs else np.zeros((0, side, side), dtype=np.uint8)
+    cs = o.content_side
+    contents_all = np.concatenate(contents) if contents else np.zeros((0, cs, cs), dtype=np.uint8)
     emb_all = None
     if embedder is not None:
         emb_all = np.concatenate(embs) if embs else np.zeros((0, embedder.dim), dtype=o.dtype)
     crops = pd.concat(crop_frames, ignore_index=True) if crop_frames else schema.empty_frame(schema.CROP_HASHES)
-    return Encoded(feats, emb_all, thumbs_all, schema.conform(crops, schema.CROP_HASHES, "crop_hashes"))
+    return Encoded(feats, emb_all, thumbs_all, schema.conform(crops, schema.CROP_HASHES, "crop_hashes"), contents_all)
 
 
 def encode_dataset(
@@ -158,7 +169,8 @@ def encode_dataset(
         raise ValueError("world_size > 1 needs a barrier (e.g. torch.distributed.barrier)")
     index = raw.index()
     key = {"embedder": embedder_key, "draft": options.draft, "dtype": options.dtype, "blur_side": options.blur_side,
-           "thumbnail_side": options.thumbnail_side, "crop_scales": list(options.crop_scales), "version": 2}
+           "thumbnail_side": options.thumbnail_side, "crop_scales": list(options.crop_scales),
+           "content_side": options.content_side, "version": 3}
     work = Path(work_dir) / fingerprint(key)
     work.mkdir(parents=True, exist_ok=True)
     shards = raw.shards()
@@ -193,6 +205,7 @@ def _assemble(done: list[_ShardFiles], shards: list[Path], out_dir: str | Path, 
         write_parquet(tmp / "crop_hashes.parquet", schema.to_arrow(crops, schema.CROP_HASHES, "crop_hashes"))
         (tmp / "embeddings").mkdir()
         (tmp / "thumbnails").mkdir()
+        (tmp / "content").mkdir()
         names = []
         dim = 0
         for d, shard in zip(done, shards):
@@ -201,9 +214,11 @@ def _assemble(done: list[_ShardFiles], shards: list[Path], out_dir: str | Path, 
             names.append(f"{shard.stem}.npy")
             write_embedding_shard(tmp / "embeddings" / names[-1], np.asarray(arr))
             _write_npy(tmp / "thumbnails" / names[-1], np.load(d.thumbnails, mmap_mode="r"))
+            _write_npy(tmp / "content" / names[-1], np.load(d.contents, mmap_mode="r"))
         write_json(tmp / "embeddings.json", {**embedder_key, "dim": dim, "dtype": options.dtype, "shards": names})
         write_json(tmp / "features.json", {"thumbnail_side": options.thumbnail_side,
-                                           "crop_scales": list(options.crop_scales), "shards": names})
+                                           "crop_scales": list(options.crop_scales),
+                                           "content_side": options.content_side, "shards": names})
     return features
 
 
@@ -220,15 +235,17 @@ class _ShardFiles:
     embeddings: Path
     thumbnails: Path
     crops: Path
+    contents: Path
 
     @classmethod
     def of(cls, shard: Path, work: Path) -> _ShardFiles:
         stamp = fingerprint({"shard": shard.name, "size": shard.stat().st_size, "rows": pq.read_metadata(shard).num_rows})
         stem = work / f"{shard.stem}-{stamp}"
-        return cls(Path(f"{stem}.parquet"), Path(f"{stem}.npy"), Path(f"{stem}.thumbs.npy"), Path(f"{stem}.crops.parquet"))
+        return cls(Path(f"{stem}.parquet"), Path(f"{stem}.npy"), Path(f"{stem}.thumbs.npy"), Path(f"{stem}.crops.parquet"),
+                   Path(f"{stem}.content.npy"))
 
     def complete(self) -> bool:
-        return all(p.exists() for p in (self.features, self.embeddings, self.thumbnails, self.crops))
+        return all(p.exists() for p in (self.features, self.embeddings, self.thumbnails, self.crops, self.contents))
 
 
 class _ShardEncoder:
@@ -253,7 +270,7 @@ class _ShardEncoder:
                     [s == "test" for s in table.column("split").to_pylist()])
         enc = encode_images(items, self._embedder, o, pool=self.pool, total=table.num_rows, desc=f"encode {shard.stem}")
         del table, items
-        feats, emb_all, thumbs_all, crops = enc.features, enc.embeddings, enc.thumbnails, enc.crops
+        feats, emb_all, thumbs_all, crops, contents = enc.features, enc.embeddings, enc.thumbnails, enc.crops, enc.contents
         # an image the download refused (e.g. a symlink out of the tree, stored without bytes) keeps its reason
         meta = pq.read_table(shard, columns=["valid", "error"])
         refused = ~np.asarray(meta.column("valid").to_pylist(), dtype=bool)
@@ -262,9 +279,11 @@ class _ShardEncoder:
             feats.loc[refused, "error"] = np.asarray(meta.column("error").to_pylist(), dtype=object)[refused]
             emb_all[refused] = 0
             thumbs_all[refused] = 0
+            contents[refused] = 0
             crops = crops[~crops["image_id"].isin(set(feats.loc[refused, "image_id"]))]
         write_embedding_shard(files.embeddings, emb_all)
         _write_npy(files.thumbnails, thumbs_all)
+        _write_npy(files.contents, contents)
         write_parquet(files.crops, schema.to_arrow(crops, schema.CROP_HASHES, "crop_hashes"))
         write_parquet(files.features, schema.to_arrow(feats, schema.FEATURES, "features"))  # last: marks done
         return files
@@ -300,6 +319,20 @@ def load_thumbnails(features_dir: str | Path) -> np.ndarray:
     out = np.concatenate(parts) if parts else np.zeros((0, side, side), dtype=np.uint8)
     if out.dtype != np.dtype(schema.THUMBNAIL_DTYPE) or out.shape[1:] != (side, side):
         raise SchemaError(f"{root / 'thumbnails'}: expected (N, {side}, {side}) uint8, got {out.shape} {out.dtype}")
+    return out
+
+
+def load_content_thumbnails(features_dir: str | Path) -> np.ndarray:
+    """All content thumbnails ``(N, side, side)`` uint8 in index order (:mod:`vlclean.copies`)."""
+    root = Path(features_dir)
+    meta = _meta(root)
+    if "content_side" not in meta:
+        raise SchemaError(f"{root}: no content thumbnails (features from an older analyze: rerun analyze)")
+    side = int(meta["content_side"])
+    parts = [np.load(root / "content" / name, mmap_mode="r") for name in meta["shards"]]
+    out = np.concatenate(parts) if parts else np.zeros((0, side, side), dtype=np.uint8)
+    if out.dtype != np.uint8 or out.shape[1:] != (side, side):
+        raise SchemaError(f"{root / 'content'}: expected (N, {side}, {side}) uint8, got {out.shape} {out.dtype}")
     return out
 
 

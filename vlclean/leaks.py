@@ -14,6 +14,10 @@ Methods
 ``embedding``   cosine similarity >= ``min_similarity`` among each image's ``k`` nearest neighbours,
                 confirmed by a loose pHash distance <= ``confirm_phash_max`` (flip-aware) so that two
                 different photos of one scene are not called copies.
+``copy``        content thumbnails (uniform borders trimmed) correlated over re-crops, small rotations
+                and views without a top or bottom strip, >= ``copy_min_score`` (:mod:`vlclean.copies`):
+                finds copies re-cropped off centre, rotated, padded, letterboxed or captioned, which
+                break pHash and CNN embeddings.
 
 Sides: :func:`dataset_sides` reads a pipeline's index and features (no image is decoded: analyze
 decoded each image once and stored the hashes of each test image's crops); :func:`folder_side`
@@ -21,8 +25,8 @@ streams an ImageFolder tree for the standalone command, hashing each file as it 
 few chunks of bytes in memory, never a split's). A train side checked by ``perceptual`` alone takes
 the hash-only path (:func:`vlclean.features.compute_hashes`: JPEGs decoded at reduced size).
 
-Tiers (best evidence wins): ``exact``; ``near_duplicate`` (perceptual, or embedding similarity >=
-``near_similarity``); ``similar`` (embedding only).
+Tiers (best evidence wins): ``exact``; ``near_duplicate`` (perceptual, copy, or embedding similarity
+>= ``near_similarity``); ``similar`` (embedding only).
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ import pandas as pd
 
 from vlclean.datasets import RawDataset, folder_paths
 from vlclean.embeddings import Embedder
-from vlclean.encode import EncodeOptions, crops_by_scale, encode_images, load_crop_hashes, load_embeddings, load_features
+from vlclean.copies import MIN_SIDE, copy_pairs
+from vlclean.encode import (EncodeOptions, crops_by_scale, encode_images, load_content_thumbnails, load_crop_hashes,
+                            load_embeddings, load_features)
 from vlclean.features import compute_hashes, make_pool
 
 from vlclean.errors import ParamsError
@@ -65,6 +71,7 @@ class Side:
     features: pd.DataFrame
     embeddings: np.ndarray | None
     crop_hashes: dict[float, dict[str, np.ndarray]] = field(default_factory=dict)  # query expansion
+    contents: np.ndarray | None = None  # (N, side, side) uint8 content thumbnails (method copy)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -79,13 +86,15 @@ def dataset_sides(raw_dir: str | Path, features_dir: str | Path, p: LeakParams) 
     index = raw.index()
     features = load_features(features_dir)
     emb = load_embeddings(features_dir) if "embedding" in p.methods else None
+    contents = load_content_thumbnails(features_dir) if "copy" in p.methods else None
     paths = folder_paths(index).to_numpy()
 
     def side(split: str) -> Side:
         rows = np.flatnonzero(index["split"].to_numpy() == split)
         return Side(ids=index["image_id"].to_numpy()[rows], paths=paths[rows],
                     features=features.iloc[rows].reset_index(drop=True),
-                    embeddings=None if emb is None else emb[rows])
+                    embeddings=None if emb is None else emb[rows],
+                    contents=None if contents is None else contents[rows])
 
     test = side("test")
     crops = load_crop_hashes(features_dir, test.ids, p.crop_scales) if "perceptual" in p.methods else {}
@@ -107,10 +116,10 @@ def folder_side(root: str | Path, p: LeakParams, *, test: bool, embedder: Embedd
         for path in paths:
             yield path, Path(path).read_bytes(), test
 
-    if not test and set(p.methods) <= {"perceptual"}:
+    if not test and set(p.methods) <= {"perceptual"}:  # the hash-only path
         features = compute_hashes(((i, d) for i, d, _ in stream()), workers=workers, progress=True)
         crops: dict = {}
-        emb = None
+        emb = contents = None
     else:
         if "embedding" in p.methods and embedder is None:
             raise ParamsError("method 'embedding' needs an embedder for the standalone sides")
@@ -121,9 +130,10 @@ def folder_side(root: str | Path, p: LeakParams, *, test: bool, embedder: Embedd
         features = enc.features
         emb = None if enc.embeddings is None else enc.embeddings.astype(np.float32)
         crops = crops_by_scale(enc.crops, paths, options.crop_scales) if options.crop_scales else {}
+        contents = enc.contents if "copy" in p.methods else None
     for row in features.loc[~features["valid"]].itertuples():
         print(f"unreadable: {row.image_id}: {row.error}", file=sys.stderr)
-    return Side(ids=paths.copy(), paths=paths, features=features, embeddings=emb, crop_hashes=crops)
+    return Side(ids=paths.copy(), paths=paths, features=features, embeddings=emb, crop_hashes=crops, contents=contents)
 
 
 class _no_pool:
@@ -201,6 +211,26 @@ def _embedding_pairs(q: Side, b: Side, p: LeakParams, same: bool) -> pd.DataFram
     return pd.DataFrame({"qi": qi[keep], "bi": bi[keep], "method": "embedding"})
 
 
+def _copy_pairs(q: Side, b: Side, p: LeakParams, same: bool) -> pd.DataFrame:
+    if q.contents is None or b.contents is None:
+        raise ParamsError("method 'copy' needs content thumbnails for both sides (run analyze, or drop the method)")
+    qv, bv = _large_rows(q), _large_rows(b)
+    if len(qv) == 0 or len(bv) < (2 if same else 1):
+        return pd.DataFrame({"qi": [], "bi": [], "method": []})
+    found = copy_pairs(q.contents[qv], b.contents[qv if same else bv], min_score=p.copy_min_score, k=p.k,
+                       index=p.index, same=same)
+    qi = qv[found["query_idx"].to_numpy()]
+    bi = (qv if same else bv)[found["base_idx"].to_numpy()]
+    return pd.DataFrame({"qi": qi, "bi": bi, "method": "copy", "cs": found["score"].to_numpy()})
+
+
+def _large_rows(side: Side) -> np.ndarray:
+    """Valid images whose shorter side is at least :data:`vlclean.copies.MIN_SIDE` px (the copy method's)."""
+    f = side.features
+    large = np.minimum(f["width"].to_numpy(), f["height"].to_numpy()) >= MIN_SIDE
+    return np.flatnonzero(f["valid"].to_numpy(dtype=bool) & large)
+
+
 def _valid_rows(side: Side) -> np.ndarray:
     return np.flatnonzero(side.features["valid"].to_numpy(dtype=bool))
 
@@ -208,7 +238,7 @@ def _valid_rows(side: Side) -> np.ndarray:
 def find_pairs(q: Side, b: Side, p: LeakParams, *, scope: str) -> pd.DataFrame:
     """All pairs between ``q`` (query side) and ``b`` found by ``p.methods``; ``q is b`` for a within-split scope."""
     same = q is b
-    finders = {"exact": _exact_pairs, "perceptual": _perceptual_pairs, "embedding": _embedding_pairs}
+    finders = {"exact": _exact_pairs, "perceptual": _perceptual_pairs, "embedding": _embedding_pairs, "copy": _copy_pairs}
     parts = []
     for method in p.methods:
         parts.append(finders[method](q, b, same) if method == "exact" else finders[method](q, b, p, same))
@@ -233,10 +263,16 @@ def find_pairs(q: Side, b: Side, p: LeakParams, *, scope: str) -> pd.DataFrame:
         crop[idx] = sel["crop"].to_numpy()[closer]
     sim = _similarities(q, b, qi, bi)
     methods = grouped["method"]
-    tier = np.where(methods.str.contains("exact"), "exact",
-                    np.where(methods.str.contains("perceptual") | (sim >= p.near_similarity), "near_duplicate", "similar"))
-    distance = np.where(tier == "exact", 0.0, np.where(methods.str.contains("perceptual"), dp.astype(float),
-                                                       np.round(1.0 - sim, 4)))
+    copy_score = np.full(len(qi), np.nan)
+    if "cs" in found:
+        scores = found.dropna(subset=["cs"]).set_index(["qi", "bi"])["cs"]
+        copy_score = scores.reindex(pd.MultiIndex.from_arrays([qi, bi])).to_numpy(dtype=float)
+    near = methods.str.contains("perceptual") | methods.str.contains("copy") | (sim >= p.near_similarity)
+    tier = np.where(methods.str.contains("exact"), "exact", np.where(near, "near_duplicate", "similar"))
+    distance = np.where(tier == "exact", 0.0, np.where(
+        methods.str.contains("perceptual"), dp.astype(float),
+        np.where(methods.str.contains("embedding") | np.isnan(copy_score), np.round(1.0 - sim, 4),
+                 np.round(1.0 - copy_score, 4))))
     return pd.DataFrame({
         "test_id": q.ids[qi], "test_path": q.paths[qi], "train_id": b.ids[bi], "train_path": b.paths[bi],
         "method": methods.to_numpy(), "distance": distance, "tier": tier, "scope": scope,

@@ -50,9 +50,9 @@ Classifier = Literal["auto", "knn", "logistic", "svm"]  # auto: svm on small dat
 PixelsSide = Annotated[int, Field(ge=4, le=64)]
 Name = Annotated[str, Field(max_length=200)]
 
-LEAK_METHODS: tuple[str, ...] = ("exact", "perceptual", "embedding")
+LEAK_METHODS: tuple[str, ...] = ("exact", "perceptual", "embedding", "copy")
 LEAK_SCOPES: tuple[str, ...] = ("test-train", "test-test", "train-train")
-LeakMethod = Literal["exact", "perceptual", "embedding"]
+LeakMethod = Literal["exact", "perceptual", "embedding", "copy"]
 LeakScope = Literal["test-train", "test-test", "train-train"]
 FilterBy = Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
                    "low_normalized_margin", "low_self_confidence"]  # cleanlab.filter.find_label_issues
@@ -247,8 +247,10 @@ Cosine = Annotated[float, Field(ge=-1.0, le=1.0)]
 
 
 class LeakParams(Section):
-    methods: Annotated[list[LeakMethod], Field(min_length=1, max_length=3)] = Field(
-        default_factory=lambda: list(LEAK_METHODS))
+    # copy (vlclean.copies) is opt-in: it finds re-cropped, rotated, bordered and captioned copies but
+    # calls some shifted crops of the same photograph copies (README, "Leaks on real photographs")
+    methods: Annotated[list[LeakMethod], Field(min_length=1, max_length=4)] = Field(
+        default_factory=lambda: ["exact", "perceptual", "embedding"])
     phash_max: Bits = 4
     dhash_max: Bits = 6
     crop_scales: Annotated[list[Annotated[float, Field(ge=0.3, lt=1.0)]], Field(max_length=8)] = Field(
@@ -256,6 +258,7 @@ class LeakParams(Section):
     min_similarity: Cosine = 0.92
     confirm_phash_max: Bits = 12
     near_similarity: Cosine = 0.97
+    copy_min_score: Cosine = 0.95  # method copy: content-thumbnail correlation (vlclean.copies; photo seeds 0-2)
     k: Annotated[int, Field(ge=1, le=1000)] = 10
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"  # faiss index for embeddings
     scopes: Annotated[list[LeakScope], Field(min_length=1, max_length=3)] = Field(

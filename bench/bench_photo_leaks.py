@@ -1,0 +1,69 @@
+"""Leak detection on real photographs: recall and precision per copy transform, default settings.
+
+Builds :func:`vlclean.photo_leaks.write_photo_leak_set` for each seed (crops of the package
+photographs as test images; train = transformed copies, hard negatives, unrelated crops), runs the
+standalone ``python -m stages.detect_leaks --train_dir ... --test_dir ...`` with the code defaults
+(``--params`` pointing at no file) and prints one table over all seeds (markdown, for the README).
+
+Seeds 0-2 tuned ``detect_leaks.copy_min_score`` (and the constants of :mod:`vlclean.copies`); the
+README reports seeds 10-14, which no tuning saw.
+
+Usage: ``python bench/bench_photo_leaks.py --seeds 10 11 12 13 14 [--methods copy] [--copies 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stages import detect_leaks  # noqa: E402
+from vlclean.photo_leaks import score_photo_leaks, write_photo_leak_set  # noqa: E402
+
+
+def run_seed(seed: int, root: Path, methods: str | None, copies: int) -> pd.DataFrame:
+    s = write_photo_leak_set(root / f"seed{seed}", seed=seed, copies=copies)
+    out = root / f"seed{seed}.csv"
+    argv = ["--params", str(root / "no-params.yaml"), "--train_dir", str(s.train_dir), "--test_dir", str(s.test_dir),
+            "--output", str(out)]
+    if methods:
+        argv += ["--methods", methods]
+    if detect_leaks.main(argv) != 0:
+        raise SystemExit(f"detect_leaks failed on seed {seed}")
+    return score_photo_leaks(pd.read_csv(out, keep_default_na=False), s.truth, s.negatives).assign(seed=seed)
+
+
+def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Counts summed over seeds: recall per transform; precision over all pairs (every false pair of the
+    set, whatever its kind); false pairs per negative kind."""
+    g = per_seed.groupby("row", sort=False)[["n", "found", "false_pairs"]].sum()
+    g["recall"] = (g["found"] / g["n"]).round(3)
+    copies = ~g.index.str.startswith("negative")
+    g["precision"] = pd.NA
+    g.loc["all", "precision"] = round(g.loc["all", "found"] / (g.loc["all", "found"] + g.loc["all", "false_pairs"]), 3)
+    g.loc[copies & (g.index != "all"), "false_pairs"] = pd.NA
+    g.loc[~copies, ["found", "recall"]] = pd.NA
+    return g.reset_index()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13, 14])
+    ap.add_argument("--methods", default=None, help="subset of exact,perceptual,embedding,copy (default: params)")
+    ap.add_argument("--copies", type=int, default=3, help="copies per test image")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="photo-leaks-") as tmp:
+        per_seed = pd.concat([run_seed(s, Path(tmp), args.methods, args.copies) for s in args.seeds], ignore_index=True)
+    table = summarise(per_seed)
+    print(f"seeds {args.seeds}, methods {args.methods or 'default'}")
+    print(table.to_markdown(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
