@@ -409,3 +409,18 @@ def write_policy_export(path: Path, *, n_classes: int = 120, per_class: int = 20
 def policy_export(tmp_path: Path) -> PolicyExport:
     """A 120-class VL export with realistic uniqueness and issue distributions (2,400 images)."""
     return write_policy_export(tmp_path / "policyset" / "metadata.json")
+
+
+# -- hostile-input cases: time and peak memory per case (tests/hostile.py) ------------------------
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call":
+        item.hostile_report = report  # read by tests.hostile.hostile_case at teardown
+    return report
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    from tests import hostile
+
+    hostile.summary(terminalreporter)

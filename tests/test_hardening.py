@@ -35,6 +35,8 @@ paths "../../x", "/etc/x", ...     a name that is just '..' makes it refuse (exi
 =================================  ===========================================================================
 
 Known gaps are documented by ``xfail(strict=True)`` tests naming the file and function to fix.
+Every test is one hostile case: its time and peak memory are printed in pytest's terminal summary
+(``tests/hostile.py``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.conftest import REPO, jpeg_bytes, png_bytes, write_hub_shards, write_params
+from tests.hostile import hostile_case  # noqa: F401 - the fixture behind pytestmark
 from vlclean.params import parse
 from vlclean.datasets import RawDataset
 from vlclean.errors import ParamsError
@@ -76,6 +79,8 @@ from vlclean.images import DEFAULT_MAX_PIXELS, load_rgb
 XSS_CLASS = "<img src=x onerror=alert(1)>"
 XSS_FILE = "it's \"quoted\" <b>&amp.png"
 CLASSES = ("bird", "cat", "dog")
+
+pytestmark = pytest.mark.usefixtures("hostile_case")  # time and peak memory per case (tests/hostile.py)
 
 
 # -- the zoo -------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Hostile Visual Layer exports: every limit of ``ingest_vl.limits`` holds while parsing, fast and small.
 
 Each case runs the real reader on a real file and reports its time and peak memory (RSS growth sampled
-every 2 ms, so the C parser's allocations count too); the table is printed at the end of the module.
+every 2 ms, so the C parser's allocations count too: ``tests/hostile.py``); the table is printed in
+pytest's terminal summary.
 Before these limits a 60 kB file nested 30,000 deep took 2.3 GB, and parse time grew with the square of
 a string's length.
 """
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-import time
 import zipfile
 from pathlib import Path
 
@@ -20,50 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import png_bytes
+from tests.hostile import hostile_case, measure  # noqa: F401 - hostile_case: the fixture
 from tests.vl_fixtures import platform_item, write_platform_json, write_platform_zip, write_vl_datasets_csv
 from vlclean.errors import ExportFormatError, UnsafePathError
 from vlclean.vl_ingest import extract_images, read_export
 from vlclean.vl_ingest.limits import IngestLimits, LimitExceededError
 
-REPORT: list[tuple[str, str, float, float]] = []
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * 4096 / 2**20
-
-
-def measure(case: str, fn):
-    """Run ``fn``; return what it raised (or returned), recording seconds and peak RSS growth in MB."""
-    start_rss, peak, stop = _rss_mb(), [0.0], threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.002):
-            peak[0] = max(peak[0], _rss_mb() - start_rss)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    start = time.perf_counter()
-    try:
-        outcome = fn()
-    except Exception as err:  # noqa: BLE001 - the outcome is checked by the caller
-        outcome = err
-    seconds = time.perf_counter() - start
-    stop.set()
-    thread.join()
-    peak[0] = max(peak[0], _rss_mb() - start_rss)
-    REPORT.append((case, type(outcome).__name__, seconds, peak[0]))
-    return outcome, seconds, peak[0]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report(request):
-    yield
-    writer = request.config.pluginmanager.get_plugin("terminalreporter")
-    if writer is not None and REPORT:
-        writer.write_line("\ningest limits: case | outcome | seconds | peak RSS growth (MB)")
-        for case, outcome, seconds, mb in REPORT:
-            writer.write_line(f"  {case:<52} {outcome:<22} {seconds:7.2f} s {mb:8.1f} MB")
+pytestmark = pytest.mark.usefixtures("hostile_case")
 
 
 def _document(item_json: bytes) -> bytes:
@@ -165,6 +127,99 @@ def test_parquet_and_csv_strings_are_bounded_naming_row_and_field(tmp_path: Path
         fh.write("b.png,blur,0.5," + "z" * (2 * 2**20) + "\n")
     err, _, _ = measure("vl-datasets CSV with a 2 MB cell", lambda: read_export(csv_path))
     assert isinstance(err, LimitExceededError) and "line 3" in str(err) and "max_string_bytes" in str(err)
+
+
+def test_nested_parquet_strings_are_bounded_naming_row_and_column(tmp_path: Path):
+    """Strings inside lists, structs and maps count too (checked in arrow, before rows become Python)."""
+    issue = pa.struct([("issue_type", pa.string()), ("description", pa.string())])
+    long = "d" * (2 * 2**20)
+    items = [[{"issue_type": "blur", "description": "ok"}], [],
+             [{"issue_type": "dark", "description": "fine"}, {"issue_type": "blur", "description": long}]]
+    path = tmp_path / "metadata.parquet"
+    pq.write_table(pa.table({"image_filename": ["a.png", "b.png", "c.png"],
+                             "metadata_items": pa.array(items, pa.list_(issue))}), path)
+    err, seconds, mb = measure("parquet: 2 MB string in a list of structs", lambda: read_export(path))
+    assert isinstance(err, LimitExceededError), err
+    assert str(path) in str(err) and "row 2.metadata_items[].description" in str(err)
+    assert "max_string_bytes" in str(err) and seconds < 5 and mb < 100
+    tags = pa.array([[("source", "vl")], [("note", long)]], pa.map_(pa.string(), pa.string()))
+    pq.write_table(pa.table({"image_filename": ["a.png", "b.png"], "tags": tags}), path)
+    err, _, _ = measure("parquet: 2 MB string as a map value", lambda: read_export(path))
+    assert isinstance(err, LimitExceededError) and "row 1.tags{}.value" in str(err), err
+    assert len(read_export(path, limits=IngestLimits(max_string_bytes=4 * 2**20)).media) == 2
+
+
+def _csv_of(path: Path, header: str, row: str, rows: int) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write(header + "\n")
+        for _ in range(rows // 1000):
+            fh.write((row + "\n") * 1000)
+    return path
+
+
+def test_csv_readers_stream_and_stop_at_the_row_limit(tmp_path: Path):
+    """A 40 MB issue list over ``max_items`` fails at the first row past the limit, in bounded memory."""
+    path = _csv_of(tmp_path / "big_issue_file_list.csv", "filename,reason,value,prototype",
+                   "train/n01440764/x.JPEG,duplicates,0.97,train/n01440764/y.JPEG", 800_000)
+    assert path.stat().st_size > 40e6
+    err, seconds, mb = measure("40 MB vl-datasets CSV, max_items 1,000",
+                               lambda: read_export(path, limits=IngestLimits(max_items=1000)))
+    assert isinstance(err, LimitExceededError) and f"{path}: line 1002" in str(err) and "max_items" in str(err)
+    assert seconds < 2 and mb < 16, (seconds, mb)  # pandas read the whole 40 MB first (about 250 MB)
+    folder = tmp_path / "fastdup"
+    folder.mkdir()
+    _csv_of(folder / "atrain_features.dat.csv", "index,filename", "0,/data/img/a.jpg", 800_000)
+    err, seconds, mb = measure("40 MB fastdup name list, max_items 1,000",
+                               lambda: read_export(folder, limits=IngestLimits(max_items=1000)))
+    assert isinstance(err, LimitExceededError) and "atrain_features.dat.csv: line 1002" in str(err), err
+    assert seconds < 2 and mb < 16, (seconds, mb)
+
+
+def test_csv_cells_and_records_are_bounded_while_reading(tmp_path: Path):
+    limits = IngestLimits(max_string_bytes=4096)
+    path = tmp_path / "x_issue_file_list.csv"
+    path.write_text("filename,reason,value,prototype\na.png,blur,0.5,\nb.png,dup,0.9," + "p" * 5000 + "\n")
+    err, _, _ = measure("CSV cell over max_string_bytes (4 kB)", lambda: read_export(path, limits=limits))
+    assert isinstance(err, LimitExceededError), err
+    assert f"{path}: line 3, field 'prototype': a cell of 5000 bytes" in str(err) and "max_string_bytes" in str(err)
+    with path.open("w") as fh:  # one 50 MB line of short cells, no newline: refused after 40 kB of it
+        fh.write("filename,reason,value,prototype\na.png,blur,0.5,\nc.png," + "x," * 25_000_000)
+    err, seconds, mb = measure("50 MB CSV record without a newline", lambda: read_export(path, limits=limits))
+    assert isinstance(err, LimitExceededError) and f"{path}: line 3: a record longer than" in str(err), err
+    assert seconds < 2 and mb < 16, (seconds, mb)
+    path.write_text('filename,reason,value,prototype\na.png,blur,0.5,"' + "q\n" * 3000 + '"\n')
+    err, _, _ = measure("CSV quoted cell spanning 3,000 lines", lambda: read_export(path, limits=limits))
+    assert isinstance(err, LimitExceededError) and "line 2, field 'prototype': a cell of 6000 bytes" in str(err)
+    folder = tmp_path / "fastdup"
+    folder.mkdir()
+    (folder / "similarity.csv").write_text("from,to,distance\n/d/a.jpg,/d/b.jpg,0.99\n/d/a.jpg," + "z" * 5000 + ",1\n")
+    err, _, _ = measure("fastdup cell over max_string_bytes", lambda: read_export(folder, limits=limits))
+    assert isinstance(err, LimitExceededError) and "similarity.csv: line 3, field 'to'" in str(err), err
+
+
+def test_csv_rows_are_read_as_before(tmp_path: Path):
+    """CRLF and lone-CR line ends, quoted newlines and commas, a BOM, blank lines, padded and short rows; a
+    record with too many fields or bytes that are not UTF-8 fail naming the line (and field)."""
+    from vlclean.vl_ingest.csv_rows import CsvRows
+
+    path = tmp_path / "t.csv"
+    path.write_bytes("\ufeffname , reason,,name\r\n a.png,\"multi\r\nline, quoted\",x,y\r\n\r\nb.png\rc.png,r\n"
+                     .encode())
+    table = CsvRows(path, IngestLimits())
+    assert table.columns == ["name", "reason", "Unnamed: 2", "name.1"]
+    assert list(table) == [(2, {"name": "a.png", "reason": "multi\r\nline, quoted", "Unnamed: 2": "x", "name.1": "y"}),
+                           (5, {"name": "b.png", "reason": "", "Unnamed: 2": "", "name.1": ""}),
+                           (6, {"name": "c.png", "reason": "r", "Unnamed: 2": "", "name.1": ""})]
+    assert len(list(table)) == 3  # every iteration is a fresh pass
+    path.write_text("a,b\n1,2\n1,2,3\n")
+    with pytest.raises(ExportFormatError, match=r"t\.csv: line 3: 3 fields, the header has 2"):
+        list(CsvRows(path, IngestLimits()))
+    path.write_bytes(b"a,b\n1,2\n3,caf\xe9\n")
+    with pytest.raises(ExportFormatError, match=r"t\.csv: line 3, field 'b': not UTF-8 text \(byte 0xe9"):
+        list(CsvRows(path, IngestLimits()))
+    path.write_bytes(b"")
+    with pytest.raises(ExportFormatError, match=r"empty CSV file"):
+        CsvRows(path, IngestLimits())
 
 
 def test_zip_members_clashing_as_file_and_folder_fail_clearly(tmp_path: Path):

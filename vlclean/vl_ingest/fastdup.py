@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from vlclean.errors import ExportFormatError
+from vlclean.vl_ingest.csv_rows import CsvRows
 from vlclean.vl_ingest.items import PlatformItems
 from vlclean.vl_ingest.limits import IngestLimits
 from vlclean.vl_ingest.model import FastdupThresholds, Part, Reader
 from vlclean.vl_ingest.probe import Probe, inside
 from vlclean.vl_ingest.validate import (
-    EMPTY_EXTRA, NAN, WINDOWS_ABS, check_export_path, as_number, csv_columns, dumps_extra, read_csv_text,
+    EMPTY_EXTRA, NAN, WINDOWS_ABS, check_export_path, as_number, dumps_extra,
 )
 
 FASTDUP_FILES: tuple[str, ...] = (
@@ -44,19 +43,26 @@ class _FastdupFiles:
         self._rel: dict[str, str] = {}
 
     @staticmethod
-    def columns(frame: pd.DataFrame, display: str, options: dict[str, tuple[str, ...]],
+    def columns(table: CsvRows, display: str, options: dict[str, tuple[str, ...]],
                 required: Sequence[str]) -> dict[str, str]:
-        cols = csv_columns(frame)
+        cols = table.cols
         found = {role: next((cols[o] for o in opts if o in cols), "") for role, opts in options.items()}
         missing = [f"{'|'.join(options[r])}" for r in required if not found[r]]
         if missing:
-            raise ExportFormatError(f"{display}: missing column(s) {missing}; has {list(frame.columns)}")
+            raise ExportFormatError(f"{display}: missing column(s) {missing}; has {table.columns}")
         return found
 
     def set_root(self, raw_paths: Iterable[str]) -> None:
-        absolute = [p.replace("\\", "/") for p in raw_paths if p.startswith(("/", "\\")) or WINDOWS_ABS.match(p)]
-        if absolute:  # the common prefix of the smallest and largest strings is that of all of them
-            common = os.path.commonprefix([min(absolute), max(absolute)])
+        """Take off the common folder of the absolute paths among ``raw_paths`` (one pass, O(1) memory: the
+        common prefix of the smallest and largest strings is that of all of them)."""
+        lo = hi = None
+        for p in raw_paths:
+            if p.startswith(("/", "\\")) or WINDOWS_ABS.match(p):
+                p = p.replace("\\", "/")
+                lo = p if lo is None or p < lo else lo
+                hi = p if hi is None or p > hi else hi
+        if lo is not None:
+            common = os.path.commonprefix([lo, hi])
             self.root = common[: common.rfind("/") + 1]
 
     def rel(self, raw: str, where: str) -> str:
@@ -95,14 +101,17 @@ _FD_NAME = ("filename", "img_filename")
 
 def read_fastdup(folder: Path, *, fastdup_thresholds: FastdupThresholds | None = None,
                  limits: IngestLimits | None = None) -> Part:
-    """A fastdup output folder: duplicates, outliers, quality rules and bad files (see module doc)."""
+    """A fastdup output folder: duplicates, outliers, quality rules and bad files (see module doc).
+
+    Each CSV is streamed (:class:`~vlclean.vl_ingest.csv_rows.CsvRows`: one row in memory at a time, the
+    limits enforced while reading); the file-name lists are read twice, first for their common root."""
     thresholds = fastdup_thresholds or FastdupThresholds()
     files = _FastdupFiles(folder)
-    frames: dict[str, pd.DataFrame] = {}
+    frames: dict[str, CsvRows] = {}
     for name in FASTDUP_FILES:
         p = folder / name
         if p.is_file():
-            frames[name] = read_csv_text(inside(folder, p), limits or IngestLimits())
+            frames[name] = CsvRows(inside(folder, p), limits or IngestLimits(), str(p))
     if not frames:
         raise ExportFormatError(f"{folder}: no fastdup files (looked for {', '.join(FASTDUP_FILES)})")
 
@@ -113,12 +122,7 @@ def read_fastdup(folder: Path, *, fastdup_thresholds: FastdupThresholds | None =
             display = str(folder / name)
             c = files.columns(frames[name], display, {"id": _FD_ID, "name": _FD_NAME}, ["name"])
             maps.append((name, display, c))
-    raw_paths = [v for name, _, c in maps for v in frames[name][c["name"]]]
-    for name in ("similarity.csv", "outliers.csv"):
-        if name in frames and not maps:
-            frame = frames[name]
-            raw_paths += [v for col in frame.columns[:2] for v in frame[col] if not v.strip().isdigit()]
-    files.set_root(raw_paths)
+    files.set_root(_raw_paths(frames, maps))
 
     builder = PlatformItems("fastdup", str(folder))
     media: dict[str, dict[str, Any]] = {}  # rel path -> extra
@@ -130,16 +134,16 @@ def read_fastdup(folder: Path, *, fastdup_thresholds: FastdupThresholds | None =
             media[rel].update(extra)
 
     for name, display, c in maps:
-        frame = frames[name]
-        others = [col for col in frame.columns if col not in (c["id"], c["name"])]
-        for i, rec in enumerate(frame.to_dict("records")):
-            where = f"{display}: line {i + 2}, field '{c['name']}'"
+        table = frames[name]
+        others = [col for col in table.columns if col not in (c["id"], c["name"])]
+        for line, rec in table:
+            where = f"{display}: line {line}, field '{c['name']}'"
             rel = files.rel(rec[c["name"]], where)
             if c["id"]:
                 idx = rec[c["id"]].strip()
                 if idx:
                     if not idx.isdigit():
-                        raise ExportFormatError(f"{display}: line {i + 2}, field '{c['id']}': {idx!r} is not an index")
+                        raise ExportFormatError(f"{display}: line {line}, field '{c['id']}': {idx!r} is not an index")
                     files.by_index[str(int(idx))] = rel
             extra = {"fastdup_index": int(rec[c["id"]])} if c["id"] and rec[c["id"]].strip() else {}
             if name == "atrain_stats.csv":
@@ -151,10 +155,10 @@ def read_fastdup(folder: Path, *, fastdup_thresholds: FastdupThresholds | None =
         issues += _fastdup_quality(frames["atrain_stats.csv"], str(folder / "atrain_stats.csv"), files, thresholds)
     if "atrain_features.bad.csv" in frames:
         display = str(folder / "atrain_features.bad.csv")
-        frame = frames["atrain_features.bad.csv"]
-        c = files.columns(frame, display, {"name": _FD_NAME, "error": ("error_code", "error")}, ["name"])
-        for i, rec in enumerate(frame.to_dict("records")):
-            rel = files.rel(rec[c["name"]], f"{display}: line {i + 2}, field '{c['name']}'")
+        table = frames["atrain_features.bad.csv"]
+        c = files.columns(table, display, {"name": _FD_NAME, "error": ("error_code", "error")}, ["name"])
+        for line, rec in table:
+            rel = files.rel(rec[c["name"]], f"{display}: line {line}, field '{c['name']}'")
             code = rec[c["error"]] if c["error"] else ""
             issues.append((rel, ("invalid", "bad", 1.0, "", NAN, "", NAN, code, EMPTY_EXTRA)))
 
@@ -175,6 +179,19 @@ def read_fastdup(folder: Path, *, fastdup_thresholds: FastdupThresholds | None =
     return builder.parts(root=files.root, files=sorted(frames), thresholds=vars(thresholds))
 
 
+def _raw_paths(frames: dict[str, CsvRows], maps: list[tuple[str, str, dict[str, str]]]) -> Iterator[str]:
+    """Every file name the folder's CSVs record: the name lists' name column, or without those the non-index
+    values of the first two columns of the pair files."""
+    for name, _, c in maps:
+        yield from (rec[c["name"]] for _, rec in frames[name])
+    if not maps:
+        for name in ("similarity.csv", "outliers.csv"):
+            if name in frames:
+                first_two = frames[name].columns[:2]
+                for _, rec in frames[name]:
+                    yield from (rec[col] for col in first_two if not rec[col].strip().isdigit())
+
+
 def _maybe_number(text: str) -> Any:
     try:
         number = float(text)
@@ -185,12 +202,12 @@ def _maybe_number(text: str) -> Any:
     return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
 
 
-def _fastdup_quality(frame: pd.DataFrame, display: str, files: _FastdupFiles,
+def _fastdup_quality(table: CsvRows, display: str, files: _FastdupFiles,
                      t: FastdupThresholds) -> list[tuple[str, tuple]]:
-    c = _FastdupFiles.columns(frame, display, {"name": _FD_NAME, "blur": ("blur",), "mean": ("mean",)}, ["name"])
+    c = _FastdupFiles.columns(table, display, {"name": _FD_NAME, "blur": ("blur",), "mean": ("mean",)}, ["name"])
     out = []
-    for i, rec in enumerate(frame.to_dict("records")):
-        line = f"{display}: line {i + 2}"
+    for n, rec in table:
+        line = f"{display}: line {n}"
         rel = files.rel(rec[c["name"]], f"{line}, field '{c['name']}'")
         blur = as_number(rec[c["blur"]], f"{line}, field 'blur'") if c["blur"] else NAN
         mean = as_number(rec[c["mean"]], f"{line}, field 'mean'") if c["mean"] else NAN
@@ -209,19 +226,19 @@ def _fastdup_quality(frame: pd.DataFrame, display: str, files: _FastdupFiles,
     return out
 
 
-def _fastdup_components(frames: dict[str, pd.DataFrame], folder: Path, files: _FastdupFiles) -> dict[str, str]:
+def _fastdup_components(frames: dict[str, CsvRows], folder: Path, files: _FastdupFiles) -> dict[str, str]:
     """rel path -> component id from connected_components.csv (empty when absent)."""
     if "connected_components.csv" not in frames:
         return {}
-    frame = frames["connected_components.csv"]
+    table = frames["connected_components.csv"]
     display = str(folder / "connected_components.csv")
-    c = _FastdupFiles.columns(frame, display, {"id": ("__id", "index", "fastdup_id"), "name": _FD_NAME,
+    c = _FastdupFiles.columns(table, display, {"id": ("__id", "index", "fastdup_id"), "name": _FD_NAME,
                                                "component": ("component_id",)}, ["component"])
     if not c["id"] and not c["name"]:
-        raise ExportFormatError(f"{display}: needs an id (__id|index) or a filename column; has {list(frame.columns)}")
+        raise ExportFormatError(f"{display}: needs an id (__id|index) or a filename column; has {table.columns}")
     out = {}
-    for i, rec in enumerate(frame.to_dict("records")):
-        where = f"{display}: line {i + 2}"
+    for line, rec in table:
+        where = f"{display}: line {line}"
         if c["name"] and rec[c["name"]]:
             rel = files.rel(rec[c["name"]], f"{where}, field '{c['name']}'")
         else:
@@ -230,14 +247,14 @@ def _fastdup_components(frames: dict[str, pd.DataFrame], folder: Path, files: _F
     return out
 
 
-def _fastdup_pairs(frame: pd.DataFrame, display: str, files: _FastdupFiles,
+def _fastdup_pairs(table: CsvRows, display: str, files: _FastdupFiles,
                    components: dict[str, str]) -> list[tuple[str, tuple]]:
     """Duplicate rows for both sides of each pair (best similarity per unordered pair)."""
-    c = _FastdupFiles.columns(frame, display, {"from": ("from",), "to": ("to",), "distance": ("distance",)},
+    c = _FastdupFiles.columns(table, display, {"from": ("from",), "to": ("to",), "distance": ("distance",)},
                               ["from", "to", "distance"])
     best: dict[tuple[str, str], float] = {}
-    for i, rec in enumerate(frame.to_dict("records")):
-        where = f"{display}: line {i + 2}"
+    for line, rec in table:
+        where = f"{display}: line {line}"
         a = files.resolve(rec[c["from"]], f"{where}, field 'from'")
         b = files.resolve(rec[c["to"]], f"{where}, field 'to'")
         sim = as_number(rec[c["distance"]], f"{where}, field 'distance'")
@@ -256,13 +273,13 @@ def _fastdup_pairs(frame: pd.DataFrame, display: str, files: _FastdupFiles,
     return out
 
 
-def _fastdup_outliers(frame: pd.DataFrame, display: str, files: _FastdupFiles) -> list[tuple[str, tuple]]:
+def _fastdup_outliers(table: CsvRows, display: str, files: _FastdupFiles) -> list[tuple[str, tuple]]:
     """One outlier row per ``from``: its nearest neighbour's similarity (the highest listed)."""
-    c = _FastdupFiles.columns(frame, display, {"from": ("from",), "to": ("to",), "distance": ("distance",)},
+    c = _FastdupFiles.columns(table, display, {"from": ("from",), "to": ("to",), "distance": ("distance",)},
                               ["from", "distance"])
     best: dict[str, tuple[float, str]] = {}
-    for i, rec in enumerate(frame.to_dict("records")):
-        where = f"{display}: line {i + 2}"
+    for line, rec in table:
+        where = f"{display}: line {line}"
         a = files.resolve(rec[c["from"]], f"{where}, field 'from'")
         b = files.resolve(rec[c["to"]], f"{where}, field 'to'") if c["to"] and rec[c["to"]].strip() else ""
         dist = as_number(rec[c["distance"]], f"{where}, field 'distance'")

@@ -42,15 +42,16 @@ def open_parquet(path: Path, display: str) -> pq.ParquetFile:
 
 def iter_parquet_rows(pf: pq.ParquetFile, columns: list[str], display: str,
                       limits: IngestLimits) -> Iterator[tuple[int, dict]]:
-    """Rows as dicts, batch by batch; refuses more than ``max_items`` rows and top-level string values
-    longer than ``max_string_bytes`` (checked per batch in arrow, before the rows become Python objects)."""
+    """Rows as dicts, batch by batch; refuses more than ``max_items`` rows and string values longer than
+    ``max_string_bytes``, top-level or nested in lists, structs and maps (checked per batch in arrow, before
+    the rows become Python objects)."""
     if pf.metadata.num_rows > limits.max_items:
         raise LimitExceededError(f"{display}: {pf.metadata.num_rows} rows, more than {limits.max_items} "
                                  "(limit ingest_vl.limits.max_items)")
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=20_000, columns=columns):
-            _check_string_lengths(batch, display, row, limits.max_string_bytes)
+            check_string_lengths(batch, display, row, limits.max_string_bytes)
             for rec in batch.to_pylist():
                 yield row, rec
                 row += 1
@@ -58,16 +59,63 @@ def iter_parquet_rows(pf: pq.ParquetFile, columns: list[str], display: str,
         raise ExportFormatError(f"{display}: cannot read row {row}: {err}") from err
 
 
-def _check_string_lengths(batch: pa.RecordBatch, display: str, first_row: int, limit: int) -> None:
+def check_string_lengths(batch: pa.RecordBatch, display: str, first_row: int, limit: int) -> None:
+    """Refuse a string longer than ``limit`` bytes anywhere in ``batch``, naming the row and the column path
+    (``caption``, ``metadata_items[].description``, ``tags{}.value``). Vectorised: arrow computes the
+    lengths of each (flattened) string array; Python only walks the column types."""
     for name, column in zip(batch.schema.names, batch.columns):
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) or not len(column):
-            continue
-        lengths = pc.binary_length(column)
-        longest = pc.max(lengths).as_py()
-        if longest is not None and longest > limit:
-            at = first_row + pc.index(lengths, longest).as_py()
-            raise LimitExceededError(f"{display}: row {at}.{name}: a string of {longest} bytes, longer than {limit} "
-                                     "(limit ingest_vl.limits.max_string_bytes)")
+        found = _over_limit(column, limit, name)
+        if found is not None:
+            size, at, path = found
+            raise LimitExceededError(f"{display}: row {first_row + at}.{path}: a string of {size} bytes, longer "
+                                     f"than {limit} (limit ingest_vl.limits.max_string_bytes)")
+
+
+_LISTS = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list, pa.types.is_list_view,
+          pa.types.is_large_list_view)
+
+
+def _over_limit(array: pa.Array, limit: int, path: str) -> tuple[int, int, str] | None:
+    """``(bytes, position in array, path)`` of the longest string over ``limit`` inside ``array`` (in the
+    first part of its type that has one), or None."""
+    t = array.type
+    if not len(array):
+        return None
+    if pa.types.is_string_view(t):
+        array, t = array.cast(pa.large_string()), pa.large_string()
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return _longest(pc.binary_length(array), limit, path)
+    if pa.types.is_dictionary(t):
+        values = t.value_type
+        if not (pa.types.is_string(values) or pa.types.is_large_string(values)):
+            return None
+        return _longest(pc.take(pc.binary_length(array.dictionary), array.indices), limit, path)
+    if pa.types.is_map(t):
+        entries = pa.list_(pa.struct([t.key_field, t.item_field]))
+        return _in_list(array.cast(entries), limit, path + "{}")
+    if any(is_list(t) for is_list in _LISTS):
+        return _in_list(array, limit, path + "[]")
+    if pa.types.is_struct(t):
+        for i, child in enumerate(array.flatten()):  # children with the struct's own nulls and offset applied
+            found = _over_limit(child, limit, f"{path}.{t.field(i).name}")
+            if found is not None:
+                return found
+    return None
+
+
+def _in_list(array: pa.Array, limit: int, path: str) -> tuple[int, int, str] | None:
+    found = _over_limit(array.flatten(), limit, path)
+    if found is None:
+        return None
+    size, k, where = found
+    return size, pc.list_parent_indices(array)[k].as_py(), where
+
+
+def _longest(lengths: pa.Array, limit: int, path: str) -> tuple[int, int, str] | None:
+    longest = pc.max(lengths).as_py()
+    if longest is None or longest <= limit:
+        return None
+    return longest, pc.index(lengths, longest).as_py(), path
 
 
 def readable_columns(sch: pa.Schema) -> tuple[list[str], list[str]]:

@@ -11,16 +11,12 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from vlclean.errors import ExportFormatError, UnsafePathError
-from vlclean.vl_ingest.limits import IngestLimits, LimitExceededError
 
-# Raw issue type (lower-cased, spaces and hyphens as underscores) -> ISSUE_TYPES; None: no issue.
 # Raw issue type (lower-cased, spaces and hyphens as underscores) -> ISSUE_TYPES; None: no issue.
 ISSUE_ALIASES: dict[str, str | None] = {
     "duplicates": "duplicate", "duplicate": "duplicate", "duplicated": "duplicate",
@@ -168,34 +164,3 @@ def uri_path(value: str, where: str) -> str:
         rest = value[m.end():].split("?", 1)[0].split("#", 1)[0].lstrip("/")
         return check_export_path(rest, where)
     return check_export_path(value, where)
-
-
-# -- vl-datasets CSV -------------------------------------------------------------------------------
-def read_csv_text(path: Path, limits: IngestLimits, display: str | None = None) -> pd.DataFrame:
-    """A CSV as strings (empty cells ""), columns stripped; unreadable files raise ExportFormatError, and so
-    do more than ``max_items`` rows or a cell longer than ``max_string_bytes`` (pandas' parser is linear)."""
-    display = display or str(path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
-                            skipinitialspace=True)
-    except pd.errors.EmptyDataError as err:
-        raise ExportFormatError(f"{display}: empty CSV file (no header)") from err
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as err:
-        raise ExportFormatError(f"{display}: not a readable CSV file ({' '.join(str(err).split())})") from err
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if len(frame) > limits.max_items:
-        raise LimitExceededError(f"{display}: {len(frame)} rows, more than {limits.max_items} "
-                                 "(limit ingest_vl.limits.max_items)")
-    for col in frame.columns:
-        lengths = frame[col].str.len()
-        if len(lengths) and lengths.max() > limits.max_string_bytes:
-            line = int(lengths.to_numpy().argmax()) + 2
-            raise LimitExceededError(f"{display}: line {line}, field {col!r}: a cell of {lengths.max()} characters, "
-                                     f"longer than {limits.max_string_bytes} (limit ingest_vl.limits.max_string_bytes)")
-    return frame
-
-
-def csv_columns(frame: pd.DataFrame) -> dict[str, str]:
-    return {c.lower(): c for c in frame.columns}
-
-

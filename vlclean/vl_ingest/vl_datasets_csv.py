@@ -8,35 +8,33 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pandas as pd
-
 from vlclean.errors import ExportFormatError
+from vlclean.vl_ingest.csv_rows import CsvRows
 from vlclean.vl_ingest.items import PlatformItems
 from vlclean.vl_ingest.limits import IngestLimits
 from vlclean.vl_ingest.model import Part, Reader
 from vlclean.vl_ingest.probe import Probe
 from vlclean.vl_ingest.rows import Builder
-from vlclean.vl_ingest.validate import (
-    EMPTY_EXTRA, NAN, as_number, check_export_path, csv_columns, dumps_extra, read_csv_text,
-)
+from vlclean.vl_ingest.validate import EMPTY_EXTRA, NAN, as_number, check_export_path, dumps_extra
 
 def read_vl_datasets_csv(path: Path, limits: IngestLimits) -> Part:
-    """``*_issue_file_list.csv``: one media row per filename, one issue row per CSV row (see module doc)."""
+    """``*_issue_file_list.csv``: one media row per filename, one issue row per CSV row (see module doc),
+    streamed (one row in memory at a time; the limits hold while reading)."""
     display = str(path)
-    frame = read_csv_text(path, limits)
-    cols = csv_columns(frame)
+    table = CsvRows(path, limits)
+    cols = table.cols
     if {"reason", "count"} <= set(cols) and "filename" not in cols:
-        return _read_vl_issue_counts(frame, display)
+        return _read_vl_issue_counts(table, display)
     missing = [c for c in ("filename", "reason") if c not in cols]
     if missing:
-        raise ExportFormatError(f"{display}: missing column(s) {missing}; has {list(frame.columns)}")
+        raise ExportFormatError(f"{display}: missing column(s) {missing}; has {table.columns}")
     builder = PlatformItems("vl_datasets_csv", display)
     seen: set[str] = set()
     known = {cols[c] for c in ("filename", "reason", "value", "prototype") if c in cols}
-    others = [c for c in frame.columns if c not in known]
+    others = [c for c in table.columns if c not in known]
     value_col, proto_col = cols.get("value"), cols.get("prototype")
-    for i, rec in enumerate(frame.to_dict("records")):
-        where = f"{display}: line {i + 2}"
+    for line, rec in table:
+        where = f"{display}: line {line}"
         fname = rec[cols["filename"]].strip()
         if not fname:
             raise ExportFormatError(f"{where}, field 'filename': empty")
@@ -59,12 +57,12 @@ def read_vl_datasets_csv(path: Path, limits: IngestLimits) -> Part:
     return builder.parts()
 
 
-def _read_vl_issue_counts(frame: pd.DataFrame, display: str) -> Part:
+def _read_vl_issue_counts(table: CsvRows, display: str) -> Part:
     """``*_issue_count.csv`` (``reason, count, pct, split``): stats only."""
-    cols = csv_columns(frame)
+    cols = table.cols
     counts = []
-    for i, rec in enumerate(frame.to_dict("records")):
-        where = f"{display}: line {i + 2}"
+    for line, rec in table:
+        where = f"{display}: line {line}"
         count = as_number(rec[cols["count"]], f"{where}, field 'count'")
         entry = {"reason": rec[cols["reason"]], "count": None if math.isnan(count) else int(count)}
         for c in ("pct", "split"):
