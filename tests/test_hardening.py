@@ -53,6 +53,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -856,7 +857,8 @@ def test_killed_analyze_leaves_no_output_and_resumes(many_units: SimpleNamespace
     assert visible(tmp_path) == ["m", "p", "params.yaml", "raw", "work_an", "work_dl"]  # no features, export, metrics
     assert not (tmp_path / "m" / "analyze.json").exists()
     first = encoded_shards(tmp_path)
-    assert len(first) == 1 and len(list(tmp_path.glob("work_an/*/*"))) == 4  # features, crops, embeddings, thumbs
+    assert len(first) == 1 and len(list(tmp_path.glob("work_an/*/*"))) == 5  # features, crops, embeddings, thumbs,
+    # content thumbnails (vlclean.copies)
     stamp = first[0].stat().st_mtime_ns
     # 2. killed while the features folder is being assembled: still no output, one hidden temp beside it
     kill_stage_at(tmp_path, "vlclean.encode:write_json", 0, "stages.analyze", analyze_argv())
