@@ -1,4 +1,4 @@
-"""Time and peak memory of each hostile-input case (tests/test_hardening.py, tests/test_ingest_limits.py).
+"""Time and peak memory of each hostile-input case (tests/test_hardening*.py, tests/test_ingest_limits.py).
 
 Every test of those modules is one case (the ``hostile_case`` fixture, used through ``pytestmark``), and
 :func:`measure` records sub-cases inside a test (one hostile file each). Memory is the growth of this
