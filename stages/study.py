@@ -1,5 +1,11 @@
 """study: queue a study's experiments (``dvc exp run --queue -S ...``), run them, then write its report.
 
+First the baseline: the study's preset is applied to params.yaml and its setup stages (download ..
+build_manifest) run once (``dvc exp run -S <preset> <stage>``), and the result is committed on the
+current branch (run it on a branch of its own: ``git switch -c study/<dataset>``). Every experiment
+is then based on that commit and reruns only noise, denoise, train and evaluate. Skipped when
+params.yaml already holds the preset and ``dvc status`` finds the setup stages up to date.
+
 Inputs:  ``--study`` (studies/<dataset>.yaml, see vlclean/study.py), params.yaml (the keys it must have).
 Outputs: one DVC experiment per study run (on the current commit), then ``python -m stages.report
          --dataset <dataset>``: reports/<dataset>/findings.md, .png, .json, runs.csv.
@@ -16,11 +22,12 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from vlclean import cli
 from vlclean.errors import VLCleanError
 from vlclean.params import read_params_file
-from vlclean.study import expected_seconds, load_study, missing_keys, runs, set_args
+from vlclean.study import Study, expected_seconds, load_study, missing_keys, preset_applied, runs, set_args
 
 DVC = [sys.executable, "-m", "dvc"]
 
@@ -37,6 +44,53 @@ def worker_env(threads: int | None) -> dict[str, str] | None:
     if threads is None:
         return None
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def _git(*args: str) -> str:
+    proc = subprocess.run(["git", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise VLCleanError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()[-2000:]}")
+    return proc.stdout
+
+
+def stale_metrics(stages: set[str], dvc_yaml: str = "dvc.yaml") -> list[str]:
+    """Delete the metrics files of ``stages`` (not run for the baseline: they describe the old params),
+    so the baseline commit is no run of the study's report; the paths deleted."""
+    import yaml
+
+    spec = yaml.safe_load(Path(dvc_yaml).read_text())["stages"]
+    removed = []
+    for name in sorted(stages & set(spec)):
+        for entry in spec[name].get("metrics", []):
+            path = Path(next(iter(entry)) if isinstance(entry, dict) else entry)
+            if path.exists():
+                path.unlink()
+                removed.append(str(path))
+    return removed
+
+
+def baseline(study: Study, params_path: str, env: dict[str, str] | None) -> str:
+    """Apply the preset, run the setup stages and commit them (see the module doc); the commit's id."""
+    import json
+
+    up_to_date = not json.loads(_dvc("status", "--json", *study.setup_stages) or "{}")
+    if preset_applied(study, read_params_file(params_path)) and up_to_date:
+        print("baseline: params.yaml holds the preset and the setup stages are up to date")
+        return _git("rev-parse", "HEAD").strip()
+    dirty = _git("status", "--porcelain").splitlines()
+    if dirty:
+        raise VLCleanError(f"the study commits its baseline, so the git tree must be clean; changed: {dirty[:5]}")
+    started = time.time()
+    print(f"baseline: dvc exp run {' '.join(set_args(study.preset))} {' '.join(study.setup_stages)}", flush=True)
+    proc = subprocess.run([*DVC, "exp", "run", *set_args(study.preset), *study.setup_stages], env=env)
+    if proc.returncode != 0:
+        raise VLCleanError(f"the setup stages failed (exit {proc.returncode}); see the output above")
+    stale = json.loads(_dvc("status", "--json") or "{}")
+    removed = stale_metrics(set(stale))
+    _git("add", "-A")
+    _git("commit", "-q", "-m", f"study {study.dataset}: baseline (preset applied; {', '.join(study.setup_stages)} run)")
+    print(f"baseline: committed in {time.time() - started:.0f} s (stale metrics left out: {removed})")
+    return _git("rev-parse", "HEAD").strip()
 
 
 def wait_for_queue(poll_s: float = 10.0) -> list[str]:
@@ -72,18 +126,20 @@ def main(argv: list[str] | None = None) -> int:
             for r in plan:
                 print(shlex.join(["dvc", "exp", "run", "--queue", *set_args(r)]))
             return 0
+        env = worker_env(study.threads_per_job)
+        rev = baseline(study, args.params, env)
         for i, r in enumerate(plan, 1):
             _dvc("exp", "run", "--queue", *set_args(r))
             print(f"queued {i}/{len(plan)}", end="\r", flush=True)
         print()
-        _dvc("queue", "start", "-j", str(jobs), env=worker_env(study.threads_per_job))
+        _dvc("queue", "start", "-j", str(jobs), env=env)
         started = time.time()
         failed = wait_for_queue()
         print(f"study: ran in {(time.time() - started) / 3600:.2f} h; {len(failed)} failed {failed[:10]}"
               + (" (see `dvc queue logs NAME`)" if failed else ""))
         from stages import report
 
-        return report.main(["--params", args.params, "--dataset", study.dataset])
+        return report.main(["--params", args.params, "--dataset", study.dataset, "--rev", rev])
 
     return cli.run(body, p, argv)
 

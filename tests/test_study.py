@@ -79,3 +79,20 @@ def test_the_fashion_mnist_study_has_the_cells_the_issue_asks_for() -> None:
         assert has(noise__kind="random", noise__rate=rate) and has(noise__kind="border", noise__rate=rate)
     assert has(build_manifest__drop_leaked_train_copies=False) and has(train__labels="raw")
     assert expected_seconds(s)["seconds"] < 2.5 * 3600
+
+
+def test_preset_applied_compares_every_dotted_key() -> None:
+    from vlclean.study import preset_applied
+
+    study = load_study(Path("studies/fashion_mnist.yaml"))
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    assert not preset_applied(study, params)  # params.yaml is the built-in dataset's
+    for key, value in study.preset.items():
+        node = params
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    assert preset_applied(study, params)
+    params["train"]["epochs"] = 99
+    assert not preset_applied(study, params)

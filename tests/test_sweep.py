@@ -41,9 +41,18 @@ def committed_baseline(repo: Path) -> list[str]:
     return dvc
 
 
+def names_of(repo: Path, dvc: list[str]) -> list[str]:
+    return [line.split()[0] for line in sh(repo, *dvc, "exp", "ls", "--name-only").splitlines()[1:]]
+
+
 def test_tiny_study_directions_and_every_cleaning_arm(repo_copy: Path) -> None:
-    dvc = committed_baseline(repo_copy)
-    study = {"dataset": "digits", "seeds": [1],
+    """The study commits its own baseline: the preset applied, setup stages run once, stale metrics left out."""
+    dvc = [sys.executable, "-m", "dvc"]
+    sh(repo_copy, "git", "add", "-A")
+    sh(repo_copy, "git", "commit", "-qm", "code")
+    preset = {"analyze.embedding.model": "pixels", "train.epochs": 3, "train.max_train_images": 600,
+              "train.batch_size": 64}
+    study = {"dataset": "digits", "seeds": [1], "preset": preset, "threads_per_job": 1,
              "cost": {"train_images": 600, "epochs": 3, "train_images_per_s": 600, "test_images": 350,
                       "eval_images_per_s": 2000, "overhead_s": 20, "setup_s": 0},
              "groups": {"noise": {"grid": {"noise.kind": ["random"], "noise.rate": [0.0, 0.2, 0.4]}},
@@ -52,19 +61,24 @@ def test_tiny_study_directions_and_every_cleaning_arm(repo_copy: Path) -> None:
     (repo_copy / "tiny_study.yaml").write_text(yaml.safe_dump(study))
     out = sh(repo_copy, sys.executable, "-m", "stages.study", "--study", "tiny_study.yaml")
     assert f"{3 + len(ARMS)} experiments" in out and "expected duration" in out
+    assert "baseline: committed" in out and "metrics/eval.json" in out
+    assert "study digits: baseline" in sh(repo_copy, "git", "log", "-1", "--format=%s")
+    for name in ("download", "analyze", "detect_leaks"):  # run once, for the baseline: no experiment reran them
+        for line in sh(repo_copy, *dvc, "queue", "logs", names_of(repo_copy, dvc)[0]).splitlines():
+            assert f"Running stage '{name}'" not in line
     findings = json.loads((repo_copy / "reports/digits/findings.json").read_text())
     assert findings["skipped"] == []
     cells = {(c["noise_kind"], c["noise_rate"], c["cleaning"]): c for c in findings["cells"]}
     assert cells[("random", 0.4, "none")]["mean"] < cells[("random", 0.0, "none")]["mean"]
-    # the committed baseline (seeds null: base.seed) is a clean run too
-    assert cells[("random", 0.0, "none")]["n"] == 2
+    # the baseline commit ran no evaluate (its stale metrics were left out): it is no run
+    assert cells[("random", 0.0, "none")]["n"] == 1
     answers = findings["answers"]["kinds"]["random"]
     assert answers["X"]["value"] > 0 and answers["X_mcnemar"]["image_pairs"] > 300
     for arm in ARMS:
         assert answers["arms"][arm]["Y"]["value"] is not None, arm
         assert cells[("random", 0.2, arm)]["detection"]["recall"] is not None
     runs = (repo_copy / "reports/digits/runs.csv").read_text().splitlines()
-    assert len(runs) - 1 == sum(c["n"] for c in findings["cells"]) == 3 + len(ARMS) + 1
+    assert len(runs) - 1 == sum(c["n"] for c in findings["cells"]) == 3 + len(ARMS)
     assert "(smoke test)" in (repo_copy / "reports/digits/findings.md").read_text()
-    names = [line.split()[0] for line in sh(repo_copy, *dvc, "exp", "ls", "--name-only").splitlines()[1:3]]
+    names = names_of(repo_copy, dvc)[:2]
     sh(repo_copy, *dvc, "plots", "diff", *names, "--json")

@@ -66,6 +66,10 @@ class Study(_Strict):
     # single-threaded run keeps its speed when other processes share the cores (OpenMP's 2-thread
     # barriers lose ~5x then: 61 vs 315 ResNet-18 images/s measured on this project's 2-core machine).
     threads_per_job: int | None = Field(default=None, ge=1)
+    # Stages run once with the preset and committed before anything is queued (the study's baseline
+    # commit): DVC's run cache skips no stage with uncached outputs (plots, metrics), so without it
+    # every experiment would redo download and analyze.
+    setup_stages: list[str] = Field(default_factory=lambda: ["build_manifest"])
 
 
 def load_study(path: str | Path) -> Study:
@@ -122,6 +126,19 @@ def expected_seconds(study: Study) -> dict[str, float]:
     total = c.setup_s + len(all_runs) * c.overhead_s + trainings * per_train
     return {"experiments": len(all_runs), "trainings": trainings, "seconds_per_training": per_train,
             "seconds": total / study.jobs}
+
+
+def preset_applied(study: Study, params: dict[str, Any]) -> bool:
+    """Whether params.yaml (``params``, parsed) already holds every preset value."""
+    for key, want in study.preset.items():
+        node: Any = params
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        if node != want:
+            return False
+    return True
 
 
 def flat_keys(d: dict[str, Any], prefix: str = "") -> set[str]:
