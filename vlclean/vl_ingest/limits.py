@@ -30,7 +30,8 @@ class IngestLimits:
     """Bounds on one export file (params ``ingest_vl.limits``; defaults fit ImageNet-21k-sized exports).
 
     ``max_depth``           nesting of JSON objects and lists (a VL media item is about 8 deep)
-    ``max_string_bytes``    one JSON string (UTF-8 bytes as written, escapes included), CSV cell or parquet value
+    ``max_string_bytes``    one JSON string (UTF-8 bytes as written, escapes included), CSV cell or parquet
+                            string (also inside lists, structs and maps)
     ``max_item_bytes``      one element of a top-level JSON list (one media item), as written
     ``max_items``           media items (JSON) or rows (parquet, CSV) in one export file
     ``max_extract_bytes``   bytes decompressed from one ZIP (metadata, and images when extracted)
