@@ -67,6 +67,7 @@ def _set(path: Path, changes: dict[str, object]) -> None:
 RUNTIME_CHANGES = {
     "runtime.download.workers": 3, "runtime.analyze.workers": 1, "runtime.analyze.chunk_size": 64,
     "runtime.analyze.embedding.batch_size": 16, "runtime.analyze.embedding.device": "auto",
+    "runtime.analyze.embedding.threads": 1,
     "runtime.train.device": "cpu", "runtime.train.workers": 2, "runtime.evaluate.batch_size": 32,
     "runtime.evaluate.device": "cpu", "runtime.evaluate.workers": 1, "runtime.evaluate.loader": "memory",
     "runtime.evaluate.cache_max_mb": 64,

@@ -383,3 +383,13 @@ def test_read_embedding_shard_names_a_bad_file(tmp_path: Path) -> None:
     path.write_bytes(b"garbage")
     with pytest.raises(SchemaError, match=r"shard\.npy: cannot read embedding shard"):
         read_embedding_shard(path)
+
+
+def test_embedding_threads_leave_the_decoders_their_cores() -> None:
+    from vlclean.embeddings import embedding_threads
+
+    assert embedding_threads("auto", 2, cores=2) == 1  # 2 decode workers on 2 cores: torch gets 1
+    assert embedding_threads("auto", 4, cores=16) == 12
+    assert embedding_threads("auto", 1, cores=2) == 2  # one worker decodes in-process, between batches
+    assert embedding_threads("auto", 8, cores=4) == 1
+    assert embedding_threads(3, 2, cores=2) == 3

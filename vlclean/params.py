@@ -610,6 +610,8 @@ class DownloadRuntime(Section):
 class EmbeddingRuntime(Section):
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
     device: Annotated[str, Field(pattern=r"^(cpu|auto|mps|cuda(:\d{1,3})?)$")] = "cpu"
+    # torch threads of the embedding pass; auto: the cores the decode workers leave free, at least 1
+    threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = "auto"
 
 
 class AnalyzeRuntime(Section):
