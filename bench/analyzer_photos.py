@@ -25,11 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vlclean.photo_sets import PhotoSetSpec, build_photo_set  # noqa: E402
-from vlclean.truth import score  # noqa: E402
-
-ISSUES = ("mislabel", "dark", "bright", "blur")
-VL_NAMES = {"mislabels": "mislabel", "dark": "dark", "bright": "bright", "blur": "blur", "outliers": "outlier"}
+from vlclean.photo_sets import ISSUES, PhotoSetSpec, build_photo_set, score_export  # noqa: E402
 
 
 def run_standalone(tree: Path, out: Path) -> dict:
@@ -44,22 +40,6 @@ def run_standalone(tree: Path, out: Path) -> dict:
     if rc != 0:
         raise RuntimeError(f"analyze failed on {tree}:\n{console.getvalue()}")
     return json.loads(metrics.read_text())
-
-
-def score_export(out: Path, truth: pd.DataFrame) -> dict:
-    """P/R/F1 per planted issue (files matched by name) and the share of images each detector flags."""
-    flat = pd.read_csv(out / "export.csv", keep_default_na=False)
-    files = flat["file_path"].str.rsplit("/", n=1).str[-1]
-    n = files.nunique()
-    flagged = {v: set(files[flat["issue_type"] == k]) for k, v in VL_NAMES.items()}
-    truth_files = truth["file"].str.rsplit("/", n=1).str[-1]
-    result: dict = {"images": int(n), "flagged_share": {k: round(len(v) / n, 4) for k, v in flagged.items()}}
-    for issue in ISSUES:
-        actual = set(truth_files[truth["issue"] == issue])
-        if actual:
-            s = score(flagged[issue], actual)
-            result[issue] = {k: s[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn", "actual")}
-    return result
 
 
 def photo_set(seed: int, kind: str, size: int, per_class: int) -> dict:

@@ -121,9 +121,9 @@ def guard(m: dict, choices: dict, valid_features, p: AnalyzeParams) -> list[str]
     q = p.detect.quality
     evidence = {
         "mislabel": f"the classifier ({lf['classifier']} on {lf['chosen']}) predicts the given labels with "
-                    f"cross-validated accuracy {lf['cv_accuracy'][lf['chosen']]:.3f}: a low accuracy means it cannot "
-                    "tell the classes apart, not that the labels are wrong (try label_features: embedding, or "
-                    "another embedding model)",
+                    f"cross-validated accuracy {lf['cv_accuracy'][lf['chosen']]:.3f}; where that is low the classifier "
+                    "cannot tell the classes apart (look-alike classes, features unfit for the images), which is "
+                    "no proof that the labels are wrong",
         "dark": f"median brightness {np.median(b):.1f}, dark_below {q.dark_below:g}",
         "bright": f"median brightness {np.median(b):.1f}, bright_above {q.bright_above:g}",
         "blur": f"median Laplacian variance {np.median(s):.1f} at {choices['blur_side']['chosen']} px, blur_below "

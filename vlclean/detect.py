@@ -359,8 +359,8 @@ LOG_BLUR_SPREAD_FLOOR = 0.25  # natural log of the Laplacian variance
 
 def robust_z(values: np.ndarray, groups: np.ndarray | None = None, *, min_group: int = 2,
              spread_floor: float = 0.0) -> np.ndarray:
-    """``(x - median) / max(1.4826 MAD, spread_floor)`` of each value against its group (``groups``:
-    one key per value; groups smaller than ``min_group`` and NaN-free values are judged against all)."""
+    """``(x - median) / max(1.4826 MAD, spread_floor)`` of each value against its group (``groups``: one
+    key per value; values of groups smaller than ``min_group``, or without groups, against all values)."""
     x = np.asarray(values, dtype=np.float64)
 
     def z_of(v: np.ndarray) -> np.ndarray:
@@ -386,8 +386,8 @@ def quality_flags(features: pd.DataFrame, p: QualityParams, labels: np.ndarray |
 
     ``dark``: brightness < ``dark_below`` and its robust z-score (median, 1.4826 MAD) <= ``-z``;
     ``bright``: brightness > ``bright_above`` and z >= ``z``; ``blur``: Laplacian variance <
-    ``blur_below`` and the z-score of its logarithm <= ``-z``; images past either exposure limit are not
-    judged for blur (no edges survive). The z-score compares an image with the other images of its class
+    ``blur_below`` and the z-score of its logarithm <= ``-z``; dark and bright images are not judged
+    for blur (low exposure flattens every edge). The z-score compares an image with the other images of its class
     (``labels``; an image whose label the analyzer calls wrong must also stand out in the ``suggested``
     class, so a dark photo filed under a bright class is not called dark for it; classes
     under ``min_class_images`` and unlabelled data: with the whole dataset): a class of naturally soft
@@ -411,7 +411,7 @@ def quality_flags(features: pd.DataFrame, p: QualityParams, labels: np.ndarray |
 
     dark = (b < p.dark_below) & (low_b <= -p.z)
     bright = (b > p.bright_above) & (high_b >= p.z)
-    blur = (sharp < p.blur_below) & (zs <= -p.z) & (b >= p.dark_below) & (b <= p.bright_above)
+    blur = (sharp < p.blur_below) & (zs <= -p.z) & ~dark & ~bright
     return {
         "dark": (dark, conf((p.dark_below - b) / max(p.dark_below, 1e-9), -low_b - p.z)),
         "bright": (bright, conf((b - p.bright_above) / max(255 - p.bright_above, 1e-9), high_b - p.z)),

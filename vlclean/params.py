@@ -209,8 +209,8 @@ class QualityParams(Section):
     dark_below: Annotated[float, Field(ge=0.0, le=255.0)] = 40.0
     bright_above: Annotated[float, Field(ge=0.0, le=255.0)] = 215.0
     blur_below: Annotated[float, Field(ge=0.0)] = 25.0
-    z: Annotated[float, Field(ge=0.0, le=100.0)] = 3.0
-    min_class_images: Annotated[int, Field(ge=2, le=1_000_000)] = 20  # smaller classes: z against the dataset
+    z: Annotated[float, Field(ge=0.0, le=100.0)] = 2.5
+    min_class_images: Annotated[int, Field(ge=2, le=1_000_000)] = 8  # smaller classes: z against the dataset
 
 
 def _default_plausible() -> dict[str, float]:

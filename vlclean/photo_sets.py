@@ -34,10 +34,13 @@ import pandas as pd
 from PIL import Image, ImageFilter
 
 from vlclean.photos import package_photographs
+from vlclean.truth import score
 
 TEXTURES = ("skimage/brick", "skimage/grass", "skimage/gravel")
 EXCLUDED = ("skimage/hubble_deep_field", "matplotlib/Minduka_Present_Blue_Pack.png")
 KINDS = ("planted", "soft_dark")
+ISSUES = ("mislabel", "dark", "bright", "blur")
+VL_NAMES = {"mislabels": "mislabel", "dark": "dark", "bright": "bright", "blur": "blur", "outliers": "outlier"}
 
 
 @dataclass(frozen=True)
@@ -169,3 +172,20 @@ def build_photo_set(out_dir: str | Path, spec: PhotoSetSpec = PhotoSetSpec()) ->
             rows.append({"file": rel, "issue": issue[i], "detail": detail})
     truth = pd.DataFrame(rows, columns=["file", "issue", "detail"])
     return truth
+
+
+def score_export(out: Path, truth: pd.DataFrame) -> dict:
+    """P/R/F1 per planted issue of the analyzer's flat export ``out/export.csv`` (files matched by name,
+    unique in a photo set) and the share of images each detector flags."""
+    flat = pd.read_csv(Path(out) / "export.csv", keep_default_na=False)
+    files = flat["file_path"].str.rsplit("/", n=1).str[-1]
+    n = files.nunique()
+    flagged = {v: set(files[flat["issue_type"] == k]) for k, v in VL_NAMES.items()}
+    truth_files = truth["file"].str.rsplit("/", n=1).str[-1]
+    result: dict = {"images": int(n), "flagged_share": {k: round(len(v) / n, 4) for k, v in flagged.items()}}
+    for issue in ISSUES:
+        actual = set(truth_files[truth["issue"] == issue])
+        if actual:
+            s = score(flagged[issue], actual)
+            result[issue] = {k: s[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn", "actual")}
+    return result
