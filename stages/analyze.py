@@ -85,7 +85,8 @@ def run(raw_dir: Path, features_dir: Path, export: Path, export_csv: Path, metri
     valid = features["valid"].to_numpy()
     emb = load_embeddings(features_dir)[valid]
     labels = index.loc[valid, "label"].to_numpy(dtype=np.int64)
-    chosen, matrix, choices["label_features"] = resolve_label_features(features_dir, p, labels, len(classes), base.seed)
+    chosen, matrix, choices["label_features"] = resolve_label_features(features_dir, p, labels, len(classes), base.seed,
+                                                                         embedding=emb)
     label_features = None if chosen == "embedding" else matrix
     result = analyze(index, features, emb, classes, p.detect, seed=base.seed, label_features=label_features)
     write_export_json(export, result, classes, base.dataset)

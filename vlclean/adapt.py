@@ -121,14 +121,18 @@ def implausible(counts: Mapping[str, int], n_valid: int, plausible: Mapping[str,
     return out
 
 
-def label_feature_matrices(features_dir: str | Path, names: list[str], image_ids: np.ndarray | None = None
-                           ) -> dict[str, np.ndarray]:
+def label_feature_matrices(features_dir: str | Path, names: list[str], image_ids: np.ndarray | None = None,
+                           embedding: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """``{candidate: (N, D) float32}`` read from ``features_dir`` (no image decoded): the valid images in
-    index order, or the rows of ``image_ids``."""
+    index order, or the rows of ``image_ids``; ``embedding``: those rows of the embeddings, already
+    loaded (not read twice: 6.5 GB for ImageNet)."""
     from vlclean.encode import feature_matrix, load_label_features
 
     out = {}
     for name in names:
+        if name == "embedding" and embedding is not None:
+            out[name] = embedding
+            continue
         space, _, side = name.partition(":")
         kw = {"side": int(side)} if side else {}
         if image_ids is None:
@@ -139,13 +143,14 @@ def label_feature_matrices(features_dir: str | Path, names: list[str], image_ids
 
 
 def resolve_label_features(features_dir: str | Path, a: AnalyzeParams, labels: np.ndarray, n_classes: int, seed: int,
-                           image_ids: np.ndarray | None = None) -> tuple[str, np.ndarray, dict]:
+                           image_ids: np.ndarray | None = None, embedding: np.ndarray | None = None
+                           ) -> tuple[str, np.ndarray, dict]:
     """``(chosen candidate, its matrix, choice record)`` for ``analyze.label_features`` (auto or fixed):
     the record holds the setting, the candidates' cross-validated accuracies and the classifier."""
     from vlclean.detect import resolve_classifier
 
     names = label_candidates(a.label_features, a.label_pixels_side, a.thumbnail_side)
-    mats = label_feature_matrices(features_dir, names, image_ids)
+    mats = label_feature_matrices(features_dir, names, image_ids, embedding)
     kind = resolve_classifier(a.detect.mislabels.classifier, len(labels), n_classes)
     name, acc = choose_label_features(mats, labels, kind, a.detect.mislabels, seed)
     if name not in acc:
