@@ -69,3 +69,17 @@ def test_a_class_of_naturally_dark_soft_photos_is_not_flagged() -> None:
         assert flags[issue][0][:200].mean() <= 0.02, issue
     q = QualityParams()  # the absolute limits alone would flag the night class wholesale
     assert (b[:200] < q.dark_below).mean() > 0.8 and (s[:200] < q.blur_below).mean() > 0.8
+
+
+@pytest.mark.parametrize(("sides", "input_size", "blur_side"), [
+    ([32] * 5, 64, 32),            # the built-in digits
+    ([28] * 5, 64, 28),            # Fashion-MNIST
+    ([128, 128, 96], 128, 128),    # the photo sets
+    ([375, 333, 500, 256], 224, 256),  # ImageNet
+])
+def test_auto_sizes_follow_the_images(sides: list[int], input_size: int, blur_side: int) -> None:
+    import numpy as np
+
+    from vlclean.adapt import auto_blur_side, auto_input_size
+
+    assert auto_input_size(np.array(sides)) == input_size and auto_blur_side(np.array(sides)) == blur_side
