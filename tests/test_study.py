@@ -28,16 +28,17 @@ def tiny() -> Study:
 def test_groups_expand_once_per_setting_and_seed() -> None:
     s = tiny()
     exps = experiments(s)
-    # noise: 4, sweep adds only 0.3 (random 0 and 0.2 are already there), arms: 2
-    assert len(exps) == 7 and all(e["base.dataset"] == "toy" for e in exps)
+    # noise: 4 less border at 0 (rate 0 flips nothing: random's runs), sweep adds only 0.3, arms: 2
+    assert len(exps) == 6 and all(e["base.dataset"] == "toy" for e in exps)
+    assert not any(e.get("noise.kind") == "border" and e["noise.rate"] == 0.0 for e in exps)
     plan = runs(s)
-    assert len(plan) == 14
+    assert len(plan) == 12
+    assert [r["noise.seed"] for r in plan[:4]] == [1, 2, 1, 2]  # each setting's seeds together
     assert {(r["noise.seed"], r["train.seed"], r["denoise.seed"]) for r in plan} == {(1, 1, 1), (2, 2, 2)}
     assert "base.seed" not in {k for r in plan for k in r}  # the data stays fixed
     est = expected_seconds(s)
-    # rate 0 flips nothing: border at 0 trains like random at 0 (DVC's run cache)
-    assert est["experiments"] == 14 and est["trainings"] == 12
-    assert est["seconds"] == pytest.approx(100 + 14 * 10 + 12 * (1000 * 2 / 500 + 1))
+    assert est["experiments"] == 12 and est["trainings"] == 12
+    assert est["seconds"] == pytest.approx(100 + 12 * 10 + 12 * (1000 * 2 / 500 + 1))
     assert set_args({"a.b": None, "c": True, "d": 0.2}) == ["-S", "a.b=null", "-S", "c=true", "-S", "d=0.2"]
 
 
@@ -70,13 +71,15 @@ def test_the_fashion_mnist_study_has_the_cells_the_issue_asks_for() -> None:
         return any(all(e.get(k.replace("__", ".")) == v for k, v in kv.items()) for e in exps)
 
     for kind in ("random", "border", "pair"):
-        for rate in (0.0, 0.2, 0.4):
+        for rate in (0.2, 0.4):
             assert has(noise__kind=kind, noise__rate=rate, denoise__method="none")
+    assert has(noise__kind="random", noise__rate=0.0, denoise__method="none")  # every kind's rate 0 (flips nothing)
+    for kind in ("random", "border", "pair"):
         for method in ("oracle", "cleanlab", "analyzer"):
             assert has(noise__kind=kind, noise__rate=0.2, denoise__method=method)
         assert has(noise__kind=kind, noise__rate=0.2, denoise__method="oracle", denoise__miss="hardest")
     for rate in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
-        assert has(noise__kind="random", noise__rate=rate) and has(noise__kind="border", noise__rate=rate)
+        assert has(noise__kind="random", noise__rate=rate) and (rate == 0 or has(noise__kind="border", noise__rate=rate))
     assert has(build_manifest__drop_leaked_train_copies=False) and has(train__labels="raw")
     assert expected_seconds(s)["seconds"] < 2.5 * 3600
 

@@ -48,8 +48,7 @@ def names_of(repo: Path, dvc: list[str]) -> list[str]:
 def test_tiny_study_directions_and_every_cleaning_arm(repo_copy: Path) -> None:
     """The study commits its own baseline: the preset applied, setup stages run once, stale metrics left out."""
     dvc = [sys.executable, "-m", "dvc"]
-    sh(repo_copy, "git", "add", "-A")
-    sh(repo_copy, "git", "commit", "-qm", "code")
+    assert sh(repo_copy, "git", "status", "--porcelain") == ""  # repo_copy is a committed clone
     preset = {"analyze.embedding.model": "pixels", "train.epochs": 3, "train.max_train_images": 600,
               "train.batch_size": 64}
     study = {"dataset": "digits", "seeds": [1], "preset": preset, "threads_per_job": 1,
@@ -58,8 +57,9 @@ def test_tiny_study_directions_and_every_cleaning_arm(repo_copy: Path) -> None:
              "groups": {"noise": {"grid": {"noise.kind": ["random"], "noise.rate": [0.0, 0.2, 0.4]}},
                         "cleaning": {"grid": {"noise.kind": ["random"], "noise.rate": [0.2]},
                                      "arms": [{"denoise.method": m} for m in ARMS]}}}
-    (repo_copy / "tiny_study.yaml").write_text(yaml.safe_dump(study))
-    out = sh(repo_copy, sys.executable, "-m", "stages.study", "--study", "tiny_study.yaml")
+    study_file = repo_copy.parent / "tiny_study.yaml"  # outside the clone: the baseline commit needs a clean tree
+    study_file.write_text(yaml.safe_dump(study))
+    out = sh(repo_copy, sys.executable, "-m", "stages.study", "--study", str(study_file))
     assert f"{3 + len(ARMS)} experiments" in out and "expected duration" in out
     assert "baseline: committed" in out and "metrics/eval.json" in out
     assert "study digits: baseline" in sh(repo_copy, "git", "log", "-1", "--format=%s")

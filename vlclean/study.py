@@ -97,7 +97,7 @@ def experiments(study: Study) -> list[dict[str, Scalar]]:
         for values in itertools.product(*(group.grid[k] for k in keys)):
             for arm in group.arms:
                 exp = {**study.preset, **dict(zip(keys, values)), **arm}
-                key = tuple(sorted((k, repr(v)) for k, v in exp.items()))
+                key = training_key(exp)  # at rate 0 the kind flips nothing: the first listed (random) runs
                 if key not in seen:
                     seen.add(key)
                     out.append(exp)
@@ -105,12 +105,13 @@ def experiments(study: Study) -> list[dict[str, Scalar]]:
 
 
 def runs(study: Study) -> list[dict[str, Scalar]]:
-    """Every experiment once per seed, with the seed params set."""
-    return [{**exp, **{p: seed for p in study.seed_params}} for seed in study.seeds for exp in experiments(study)]
+    """Every experiment once per seed, with the seed params set: each experiment's seeds together, in
+    group order, so that a study stopped early has whole cells (n = every seed) rather than n = 1 cells."""
+    return [{**exp, **{p: seed for p in study.seed_params}} for exp in experiments(study) for seed in study.seeds]
 
 
 def training_key(exp: dict[str, Scalar]) -> tuple:
-    """What decides a training run: at rate 0 the noise kind flips nothing (DVC's run cache reuses it)."""
+    """What decides a training run: at rate 0 the noise kind flips nothing, so the kind does not count."""
     items = dict(exp)
     if not items.get("noise.rate"):
         items.pop("noise.kind", None)
