@@ -200,10 +200,18 @@ def write_photo_leak_folders(root: Path, *, n_test: int = 36, per_transform: int
     photos = _sample_photos()
     train_dir, test_dir = root / "train", root / "val"
 
-    def crop(photo: Image.Image, cx: float, cy: float, side: int) -> Image.Image:
+    def box(photo: Image.Image, cx: float, cy: float, side: int) -> tuple[int, int, int, int]:
         left = int(np.clip(cx - side / 2, 0, photo.width - side))
         top = int(np.clip(cy - side / 2, 0, photo.height - side))
-        return photo.crop((left, top, left + side, top + side)).resize((256, 256), Image.LANCZOS)
+        return left, top, left + side, top + side
+
+    def crop(photo: Image.Image, cx: float, cy: float, side: int) -> Image.Image:
+        return photo.crop(box(photo, cx, cy, side)).resize((256, 256), Image.LANCZOS)
+
+    def inside(inner: tuple, outer: tuple) -> float:
+        w = max(0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
+        h = max(0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
+        return w * h / ((inner[2] - inner[0]) * (inner[3] - inner[1]))
 
     tests = []
     for i in range(n_test):
@@ -232,9 +240,15 @@ def write_photo_leak_folders(root: Path, *, n_test: int = 36, per_transform: int
             # shift away from the photo's edge so the negative never collapses onto the test crop
             dx = dx if cx + side * (0.5 + dx) <= photo.width else -dx
             dy = dy if cy - side * (0.5 - dy) >= 0 else -dy
-            img = crop(photo, cx + dx * side, cy + dy * side, min(int(side * zoom), min(photo.size)))
+            args = (photo, cx + dx * side, cy + dy * side, min(int(side * zoom), min(photo.size)))
             dst = train_dir / f"class{i % 4}" / f"other_{i:03d}_{j}.jpg"
-            img.save(dst, "JPEG", quality=90)
+            crop(*args).save(dst, "JPEG", quality=90)
+            # test crops overlap one another: a negative that lies inside another test crop (>= 90 % of
+            # it) is a re-crop of that test image (of any size): finding it is no false pair, missing it
+            # no miss (truth "recrop_of_test")
+            for t, (other, ocx, ocy, oside, _) in enumerate(tests):
+                if other is photo and t != i and inside(box(*args), box(other, ocx, ocy, oside)) >= 0.9:
+                    truth[(str(test_dir / f"class{t % 4}" / f"test_{t:03d}.jpg"), str(dst))] = "recrop_of_test"
     return train_dir, test_dir, truth
 
 

@@ -58,9 +58,9 @@ def test_quality_target_on_real_photographs(tmp_path: Path) -> None:
     report = pd.read_csv(out)
     cross = report[report["scope"] == "test-train"]
     found = set(zip(cross["test_path"], cross["train_path"]))
-    tp = len(found & set(truth))
-    assert tp / len(truth) >= 0.95, [v for k, v in truth.items() if k not in found]
-    assert tp / len(found) >= 0.95, sorted(found - set(truth))
+    planted = {k for k, v in truth.items() if v != "recrop_of_test"}  # re-crops of overlapping tests: either way
+    assert len(found & planted) / len(planted) >= 0.95, [v for k, v in truth.items() if k in planted - found]
+    assert len(found & set(truth)) / len(found) >= 0.95, sorted(found - set(truth))
 
 
 def test_standalone_perceptual_on_two_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -90,8 +90,8 @@ def test_params_are_validated() -> None:
 def test_copies_on_real_photographs_per_transform(tmp_path: Path) -> None:
     """Regression floors (not the targets) on report seed 10 of bench/bench_photo_leaks.py: re-crops,
     rotations, borders, captions and logos (alone and with resize + JPEG), with hard negatives.
-    Methods without the CNN (exact, perceptual, copy) keep it fast; measured on seed 10: recall 0.70,
-    precision 0.93 (README, "Leaks on real photographs")."""
+    Methods without the CNN (exact, perceptual, copy) keep it fast; measured on seed 10: recall 0.84,
+    precision 0.96, every transform >= 0.55 (README, "Leaks on real photographs")."""
     from vlclean.photo_leaks import COPY_TRANSFORMS, score_photo_leaks, write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path / "photos", seed=10, copies=3)
@@ -101,5 +101,5 @@ def test_copies_on_real_photographs_per_transform(tmp_path: Path) -> None:
                               "--methods", "exact,perceptual,copy"]) == 0
     table = score_photo_leaks(pd.read_csv(out, keep_default_na=False), s.truth, s.negatives).set_index("row")
     every = table.loc["all"]
-    assert every["recall"] >= 0.65 and every["precision"] >= 0.88, table
-    assert (table.loc[list(COPY_TRANSFORMS), "recall"] >= 0.3).all(), table
+    assert every["recall"] >= 0.8 and every["precision"] >= 0.94, table
+    assert (table.loc[list(COPY_TRANSFORMS), "recall"] >= 0.5).all(), table

@@ -170,7 +170,7 @@ def encode_dataset(
     index = raw.index()
     key = {"embedder": embedder_key, "draft": options.draft, "dtype": options.dtype, "blur_side": options.blur_side,
            "thumbnail_side": options.thumbnail_side, "crop_scales": list(options.crop_scales),
-           "content_side": options.content_side, "version": 3}
+           "content_side": options.content_side, "version": 4}
     work = Path(work_dir) / fingerprint(key)
     work.mkdir(parents=True, exist_ok=True)
     shards = raw.shards()

@@ -247,10 +247,8 @@ Cosine = Annotated[float, Field(ge=-1.0, le=1.0)]
 
 
 class LeakParams(Section):
-    # copy (vlclean.copies) is opt-in: it finds re-cropped, rotated, bordered and captioned copies but
-    # calls some shifted crops of the same photograph copies (README, "Leaks on real photographs")
     methods: Annotated[list[LeakMethod], Field(min_length=1, max_length=4)] = Field(
-        default_factory=lambda: ["exact", "perceptual", "embedding"])
+        default_factory=lambda: list(LEAK_METHODS))
     phash_max: Bits = 4
     dhash_max: Bits = 6
     crop_scales: Annotated[list[Annotated[float, Field(ge=0.3, lt=1.0)]], Field(max_length=8)] = Field(
@@ -258,7 +256,7 @@ class LeakParams(Section):
     min_similarity: Cosine = 0.92
     confirm_phash_max: Bits = 12
     near_similarity: Cosine = 0.97
-    copy_min_score: Cosine = 0.95  # method copy: content-thumbnail correlation (vlclean.copies; photo seeds 0-2)
+    copy_min_score: Cosine = 0.90  # method copy: content-thumbnail correlation (vlclean.copies; photo seeds 0-2)
     k: Annotated[int, Field(ge=1, le=1000)] = 10
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"  # faiss index for embeddings
     scopes: Annotated[list[LeakScope], Field(min_length=1, max_length=3)] = Field(
