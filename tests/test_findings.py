@@ -200,3 +200,15 @@ def test_report_stage_reads_real_dvc_experiments(tmp_path: Path) -> None:
     assert x["X"]["n"] == 2 and x["X_mcnemar"]["image_pairs"] == 800 and "arms" in x
     assert (out / "findings.png").read_bytes()[:4] == b"\x89PNG"
     assert "## What these results do NOT show" in (out / "findings.md").read_text()
+
+
+def test_a_kind_with_a_one_seed_rate_0_cell_uses_randoms_three_seed_clean_cell() -> None:
+    # rate 0 flips nothing: a single border run at rate 0 must not shrink border's X to n = 1
+    _, _, _, cells = build(study_rows() + [row("b0", 0.70, kind="border", rate=0.0, seed=1)])
+    border = fd.answers(cells, rng=np.random.default_rng(0))["kinds"]["border"]
+    assert border["X"]["n"] == 3 and border["X"]["value"] == pytest.approx(0.08)
+    # with as many seeds of its own, the kind's own clean cell is used
+    more = [row(f"b0{s}", 0.70, kind="border", rate=0.0, seed=s) for s in (1, 2, 3)]
+    _, _, _, cells = build(study_rows() + more)
+    border = fd.answers(cells, rng=np.random.default_rng(0))["kinds"]["border"]
+    assert border["X"]["value"] == pytest.approx(0.70 - 0.82, abs=0.01)

@@ -270,12 +270,12 @@ def _find(cells: list[Cell], kind: str, rate: float, cleaning: str, setting: str
 
 
 def _clean(cells: list[Cell], kind: str, setting: str) -> Cell | None:
-    """The clean (rate 0, no cleaning) cell for ``kind``: its own, else random's (rate 0 flips nothing)."""
+    """The clean (rate 0, no cleaning) cell for ``kind``: its own or random's, whichever has more runs
+    (rate 0 flips nothing, so both are clean runs; the kind's own wins a tie)."""
     own = _find(cells, kind, 0.0, NO_CLEANING, setting)
-    if own is not None:
-        return own
-    if kind != RANDOM_KIND and (r := _find(cells, RANDOM_KIND, 0.0, NO_CLEANING, setting)) is not None:
-        return r
+    rand = _find(cells, RANDOM_KIND, 0.0, NO_CLEANING, setting) if kind != RANDOM_KIND else None
+    if own is not None or rand is not None:
+        return max((c for c in (own, rand) if c is not None), key=lambda c: c.summary.n)
     zero = [c for c in cells if c.noise_rate == 0 and c.cleaning == NO_CLEANING and c.setting == setting]
     return zero[0] if zero else None
 
