@@ -26,7 +26,7 @@ from vlclean.analysis_report import analysis_metrics, write_analysis_plots
 from vlclean.datasets import RawDataset
 from vlclean.datasets.convert import convert
 from vlclean.detect import analyze
-from vlclean.embeddings import build_embedder, embedding_threads, torchrun_group
+from vlclean.embeddings import build_embedder, embedding_threads, torch_threads, torchrun_group
 from vlclean.encode import EncodeOptions, encode_dataset, load_embeddings
 from vlclean.errors import DatasetError
 from vlclean.params import (AnalyzeParams, AnalyzeRuntime, BaseParams, DownloadParams, FolderParams, RuntimeParams,
@@ -69,13 +69,12 @@ def run(raw_dir: Path, features_dir: Path, export: Path, export_csv: Path, metri
     input_size, blur_side, choices = settings(raw.index(), p)
     options = EncodeOptions(workers=rt.workers, chunk_size=rt.chunk_size, draft=p.draft, dtype=e.dtype,
                             blur_side=blur_side, thumbnail_side=p.thumbnail_side, crop_scales=tuple(crop_scales))
-    with torchrun_group(rt.embedding.device) as group:
+    with torchrun_group(rt.embedding.device) as group, torch_threads(embedding_threads(rt.embedding.threads, rt.workers)):
         features = encode_dataset(
             raw, features_dir, work_dir=work_dir,
             make_embedder=lambda: build_embedder(e.model, input_size=input_size, batch_size=rt.embedding.batch_size,
                                                  device=group.device, weights_path=e.weights_path,
-                                                 allow_download=e.allow_download,
-                                                 threads=embedding_threads(rt.embedding.threads, rt.workers)),
+                                                 allow_download=e.allow_download),
             embedder_key={"model": e.model, "input_size": input_size, "weights_path": e.weights_path},
             options=options, rank=group.rank, world_size=group.world_size, barrier=group.barrier,
         )

@@ -393,3 +393,14 @@ def test_embedding_threads_leave_the_decoders_their_cores() -> None:
     assert embedding_threads("auto", 1, cores=2) == 2  # one worker decodes in-process, between batches
     assert embedding_threads("auto", 8, cores=4) == 1
     assert embedding_threads(3, 2, cores=2) == 3
+
+
+def test_torch_threads_are_restored_after_the_embedding_pass() -> None:
+    import torch
+
+    from vlclean.embeddings import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before  # process-wide: a later in-process training keeps its threads

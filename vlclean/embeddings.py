@@ -249,6 +249,20 @@ class PixelEmbedder(Embedder):
         return np.stack([_pixel_features(img) for img in images]).astype(np.float32)
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the block, then restored (the setting is process-wide:
+    a caller that trains afterwards in the same process must get its own back)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def embedding_threads(threads: int | str, workers: int, cores: int | None = None) -> int:
     """torch threads for the embedding pass beside ``workers`` decode processes (``"auto"``: the cores
     they leave free, at least 1). More threads than free cores make OpenMP's barriers spin against the
