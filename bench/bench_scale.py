@@ -76,11 +76,14 @@ def bench_params(images_root: Path) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["base"]["dataset"] = "scale"
     d = params["download"]
-    d.update(source="folder", workers=2)
+    d.update(source="folder")
     d["folder"]["root"] = str(images_root)
     a = params["analyze"]
-    a.update(workers=2, label_features="embedding", blur_side=None)
-    a["embedding"].update(model="pixels", device="cpu")
+    a.update(label_features="embedding", blur_side=None)
+    a["embedding"].update(model="pixels")
+    runtime = params["runtime"]  # speed-only settings: they rerun nothing
+    runtime["download"]["workers"] = runtime["analyze"]["workers"] = 2
+    runtime["analyze"]["embedding"]["device"] = "cpu"
     # the synthetic 32-px images are smooth: judge blur well below the project's photo threshold
     a["detect"]["quality"]["blur_below"] = 5.0
     params["noise"].update(rate=0.2, kind="intelligent", features="embedding")
