@@ -365,3 +365,23 @@ def test_embedding_index_search_pads_missing_neighbours() -> None:
     assert isinstance(built, EmbeddingIndex) and built.exact
     sims, ids = built.search(x, 6)
     assert ids.shape == (4, 6) and (ids[:, 4:] == -1).all() and np.isneginf(sims[:, 4:]).all()
+
+
+@pytest.mark.parametrize("storage", ["float16", "float32"])
+def test_faiss_rows_are_padded_to_the_simd_width_with_the_same_neighbours(storage, monkeypatch) -> None:
+    """The 305-d pixels embedding: faiss gets 320-d rows (zero columns), which change no neighbour and no
+    similarity; unpadded, faiss's float16 kernels take a scalar path ~10x slower (bench_ivf_padding)."""
+    from vlclean.search import embedding as emb
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(20, 305))
+    x = centres[rng.integers(0, 20, 3000)] + 0.4 * rng.normal(size=(3000, 305))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    padded = emb.build_embedding_index(x, index="ivf", storage=storage, nlist=16, nprobe=16, seed=0)
+    assert padded.padded_dim == 320 and padded.dim == 305
+    monkeypatch.setattr(emb, "SIMD_DIM_MULTIPLE", 1)
+    raw = emb.build_embedding_index(x, index="ivf", storage=storage, nlist=16, nprobe=16, seed=0)
+    assert raw.padded_dim == 305
+    (s1, i1), (s2, i2) = padded.search(x[:200], 10), raw.search(x[:200], 10)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(s1, s2, atol=1e-5)
