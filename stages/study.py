@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             _dvc("exp", "run", "--queue", *set_args(r))
             print(f"queued {i}/{len(plan)}", end="\r", flush=True)
         print()
+        started = time.time()  # before the start: `dvc queue start` may itself block until the queue is done
         _dvc("queue", "start", "-j", str(jobs), env=env)
-        started = time.time()
         failed = wait_for_queue()
         print(f"study: ran in {(time.time() - started) / 3600:.2f} h; {len(failed)} failed {failed[:10]}"
               + (" (see `dvc queue logs NAME`)" if failed else ""))
