@@ -174,11 +174,19 @@ def run_size(n_train: int, workdir: Path, seed: int, progress: Callable[[dict], 
         path = root / "metrics" / f"{name}.json"
         if path.exists():
             metrics[name] = json.loads(path.read_text())
-    review = root / "data" / "manifests" / "scale_review.html"
     return {"train_images": n_train, "test_images": n_test, "images": n_train + n_test, "planted": planted,
             "generate_seconds": round(made, 1), "stages": stages,
-            "review_html_mb": round(review.stat().st_size / 2**20, 2) if review.exists() else None,
-            "flagged": _flagged(metrics)}
+            "review": review_pages(root / "data" / "manifests" / "scale_review"), "flagged": _flagged(metrics)}
+
+
+def review_pages(folder: Path) -> dict | None:
+    """The review site apply_tags wrote: page count, the largest page and the total (MB), and its index."""
+    pages = sorted(folder.glob("page-*.html"))
+    if not pages:
+        return None
+    sizes = [p.stat().st_size / 2**20 for p in pages]
+    return {"pages": len(pages), "largest_page_mb": round(max(sizes), 2), "total_mb": round(sum(sizes), 2),
+            "index": (folder / "index.html").exists()}
 
 
 def _flagged(metrics: dict) -> dict:
