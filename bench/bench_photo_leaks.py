@@ -8,7 +8,7 @@ standalone ``python -m stages.detect_leaks --train_dir ... --test_dir ...`` with
 Seeds 0-2 tuned ``detect_leaks.copy_min_score`` (and the constants of :mod:`vlclean.copies`); the
 README reports seeds 10-14, which no tuning saw.
 
-Usage: ``python bench/bench_photo_leaks.py --seeds 10 11 12 13 14 [--methods copy] [--copies 3]``.
+Usage: ``python bench/bench_photo_leaks.py --seeds 10 11 12 13 14 [--methods copy] [--copies 3] [--quick]``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13, 14])
     ap.add_argument("--methods", default=None, help="subset of exact,perceptual,embedding,copy (default: params)")
     ap.add_argument("--copies", type=int, default=3, help="copies per test image")
+    ap.add_argument("--quick", action="store_true", help="seed 10 only (make bench: checks the bench runs)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds = [10]
     with tempfile.TemporaryDirectory(prefix="photo-leaks-") as tmp:
         per_seed = pd.concat([run_seed(s, Path(tmp), args.methods, args.copies) for s in args.seeds], ignore_index=True)
     table = summarise(per_seed)

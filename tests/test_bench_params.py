@@ -35,3 +35,11 @@ def test_a_moved_key_is_refused(tmp_path: Path) -> None:
     raw["download"]["workers"] = 2  # where it lived before issue 14
     with pytest.raises(ParamsError, match="download.workers"):
         parse(Params, raw, "")
+
+
+@pytest.mark.parametrize("bench", sorted(p.name for p in (REPO / "bench").glob("bench_*.py")))
+def test_every_benchmark_takes_quick(bench: str) -> None:
+    """`make bench` runs each bench/bench_*.py with --quick; one without it stops the loop
+    (bench_photo_leaks did)."""
+    source = (REPO / "bench" / bench).read_text()
+    assert '"--quick"' in source and "add_argument" in source, f"bench/{bench} has no --quick option"
