@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plots", default=None)
     p.add_argument("--train_dir", default=None, help="standalone: ImageFolder tree of train images")
     p.add_argument("--test_dir", default=None, help="standalone: ImageFolder tree of test images")
-    p.add_argument("--methods", default=None, help="comma-separated subset of exact,perceptual,embedding")
+    p.add_argument("--methods", default=None, help="comma-separated subset of exact,perceptual,embedding,copy")
     p.add_argument("--workers", type=int, default=None, help="standalone: processes (default runtime.analyze.workers)")
 
     def body(args: argparse.Namespace) -> int:

@@ -5,9 +5,12 @@ A train copy of a test image is often not the image itself: it is re-cropped off
 then resized and re-encoded. pHash (a DCT of the whole frame) and CNN embeddings (trained for
 semantics, not alignment) both break under these edits; matching aligned pixels does not.
 
-Per image, analyze stores one **content thumbnail** (:func:`content_thumbnail`): the grey image with
-its pad or letterbox bars trimmed (edge lines of one flat colour, at most :data:`MAX_TRIM` of each
-side), box-resampled to ``side`` x ``side`` (default 32, 1 KiB).
+Per image, analyze stores two 32 px grey thumbnails (:func:`copy_thumbnails`, 2 KiB): the **content**
+thumbnail, the image with its pad or letterbox bars trimmed (edge lines of one flat colour, at most
+:data:`MAX_TRIM` of each side, :func:`content_box`), and the **frame** thumbnail, the whole image.
+Contents are matched with contents; where a trim removed something, frames are matched with contents
+too: a photograph with a flat margin of its own (a black edge) loses it to the trim, while its copy
+padded in another colour keeps it.
 
 Matching (:func:`copy_pairs`) compares small (``grid`` x ``grid``) pixel descriptors: sampled,
 partly high-passed (:data:`HIGH_PASS`: smooth gradients, which any two crops of a sky share, weigh
@@ -25,13 +28,16 @@ less), centred and normalised, so a score is a normalised cross-correlation of a
   threshold are refined (:func:`refine`: the window moved, scaled and turned in two finer rounds,
   never below 85 % of a side), and a pair's score is its best correlation.
 
+:func:`pair_scores` scores given pairs the same way without a search: it confirms the embedding
+method's candidates (``vlclean.leaks``), where pHash fails on exactly these edits.
+
 Why it keeps non-copies out: a window must lie inside the query and keep at least 85 % of each side,
 so a crop of the same photograph shifted beyond it, a zoomed-out crop that contains it, or another
 part of the same scene brings pixels the query does not have, and the correlation drops. Flat
 images do not match: descriptors are normalised with a floor of :data:`FLAT_FLOOR` grey levels per
-pixel. Images smaller than :data:`MIN_SIDE` px are left to the other methods (``vlclean.leaks``).
-Weak spots (README): fine textures (grass, gravel) and noise-like images after a strong resize and
-JPEG re-encode, whose 32 px thumbnails lose what would align them.
+pixel. Images smaller than :data:`MIN_SIDE` px and nearly blank images (:func:`detail` below
+:data:`LOW_DETAIL`: a smooth micrograph, a flat wall, whose 32 px thumbnails keep too little to align)
+are left to the other methods (``vlclean.leaks``).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import pandas as pd
 from PIL import Image
 
 CONTENT_SIDE = 32
+THUMBS = ("content", "frame")  # the two thumbnails analyze stores per image (copy_thumbnails)
 # Images with a shorter side below this take no part (thumbnail icons, the built-in 32 px digits):
 # their 32 px content thumbnail holds no more than their hashes, and different small glyphs correlate.
 MIN_SIDE = 64
@@ -49,11 +56,26 @@ HIGH_PASS = 1.5  # descriptor cells: the sigma of the blur partly subtracted ...
 HIGH_PASS_MIX = 0.7  # ... and how much of it (tuned on photo seeds 0-2, with copy_min_score)
 MAX_TRIM = 0.35  # at most this fraction of a side is trimmed as a uniform border
 FLAT_FLOOR = 1.0  # grey levels: descriptors of flatter images shrink (and match nothing)
-_TRIM_PROBE = 64  # side of the box thumbnail the borders are measured on
-# A border line spans at most this many grey levels (2nd to 98th percentile) and its median is within
-# this of the outermost line's: pads and bars are one flat colour; flat parts of a photograph (sky,
-# background) vary more than that and are kept, so a test image and its padded copy trim alike.
-_TRIM_RANGE = 6.0
+# detail() below this (grey levels) marks a nearly blank image: the copy method leaves it to the exact and
+# perceptual methods (vlclean.leaks), and reports count the copies of such test images apart. On photo
+# seeds 0-2 the 42 of 408 copies of such test images were found at recall 0.41 (the rest at 0.99), and 7
+# of the 12 false pairs were a copy of another photograph paired with one of them: a window turned by 4
+# degrees reads black corners, and on a blank image those corners are all the structure there is.
+LOW_DETAIL = 3.0
+# Borders are measured on a box thumbnail of at most _TRIM_PROBE px a side. A line belongs to the border
+# when at least _TRIM_SHARE of its pixels lie within _TRIM_TOL grey levels of the outermost line's median
+# (pads and bars are one flat colour; JPEG ringing and a caption's edge leave a few pixels off); flat
+# parts of a photograph vary more than that and are kept, so a test image and its padded copy trim alike.
+# Past a border, _TRIM_MARGIN more probe lines go: the line that mixes bar and content (and JPEG's blur of
+# the edge) would otherwise stay, and a sliver of white beside a dark photo outweighs the photo. Cutting
+# 1-2 % too much is harmless (a copy may show 85 % of a side); leaving a sliver is not. On photo seeds 0-2
+# pad / letterbox copies scoring < 0.90 fell from 41 to 13 of 136 with this trim and the frame thumbnail
+# (from a 64 px probe whose lines had to span <= 6 grey levels). Looser lines (within 14-16 levels, or 90 %
+# of pixels) also trim the ringing of JPEG q40 but trim flat photo edges too: more false pairs there.
+_TRIM_PROBE = 128
+_TRIM_TOL = 10.0
+_TRIM_SHARE = 0.97
+_TRIM_MARGIN = 2
 
 WIDTHS = (1.0, 0.925, 0.85)  # window sizes, fractions of the query's content width ...
 HEIGHTS = (1.0, 0.925, 0.85)  # ... and height (a copy keeps at least 80 % of the area)
@@ -65,24 +87,30 @@ VIEWS = ((0.0, 1.0), (0.25, 1.0), (0.0, 0.75))
 # Candidates within this of min_score are refined: the best window moved by half a step, scaled by
 # +-3 % and turned by +-2 degrees (and again, at half those), before the final score
 REFINE_MARGIN = 0.12
+# After refinement, a pair matched through the whole view is also scored with one band of this many
+# descriptor rows (a quarter of the height) left out, at every height that touches neither of the two
+# outer rows: text over the middle of a picture, which the top / bottom views cannot leave out (a band
+# at the edge would also excuse the new rows of a crop shifted up or down)
+BAND_ROWS = 3
 
 
 def content_box(gray: Image.Image) -> tuple[float, float, float, float]:
     """``(left, top, right, bottom)`` as fractions of the image: the part inside uniform borders."""
-    probe = np.asarray(gray.resize((_TRIM_PROBE, _TRIM_PROBE), Image.Resampling.BOX), dtype=np.float32)
-    limit = int(_TRIM_PROBE * MAX_TRIM)
+    w, h = gray.size
+    probe = np.asarray(gray.resize((min(_TRIM_PROBE, w), min(_TRIM_PROBE, h)), Image.Resampling.BOX),
+                       dtype=np.float32)
 
     def depth(lines: np.ndarray) -> int:
+        limit = int(len(lines) * MAX_TRIM)
         ref = float(np.median(lines[0]))
-        for n, line in enumerate(lines[:limit]):
-            lo, hi = np.percentile(line, (2, 98))
-            if float(hi - lo) > _TRIM_RANGE or abs(float(np.median(line)) - ref) > _TRIM_RANGE:
-                return n
-        return limit
+        border = (np.abs(lines[:limit] - ref) <= _TRIM_TOL).mean(axis=1) >= _TRIM_SHARE
+        n = limit if border.all() else int(np.argmin(border))
+        return min(limit, n + _TRIM_MARGIN) if n else 0
 
+    ph, pw = probe.shape
     left, right = depth(probe.T), depth(probe.T[::-1])
     top, bottom = depth(probe), depth(probe[::-1])
-    return left / _TRIM_PROBE, top / _TRIM_PROBE, 1 - right / _TRIM_PROBE, 1 - bottom / _TRIM_PROBE
+    return left / pw, top / ph, 1 - right / pw, 1 - bottom / ph
 
 
 def content_thumbnail(gray: Image.Image, side: int = CONTENT_SIDE) -> np.ndarray:
@@ -91,6 +119,29 @@ def content_thumbnail(gray: Image.Image, side: int = CONTENT_SIDE) -> np.ndarray
     w, h = gray.size
     box = (left * w, top * h, right * w, bottom * h)
     return np.asarray(gray.resize((side, side), Image.Resampling.BOX, box=box), dtype=np.uint8)
+
+
+def copy_thumbnails(gray: Image.Image, side: int = CONTENT_SIDE) -> np.ndarray:
+    """``(2, side, side)`` uint8: the content thumbnail and the whole frame's (:data:`THUMBS`).
+
+    The frame's serves images whose trim removed a flat margin of the photograph itself (a black
+    edge, a white sky): the copy padded with another colour keeps that margin, so the test image's
+    frame, not its content, is what the copy's content shows."""
+    frame = np.asarray(gray.resize((side, side), Image.Resampling.BOX), dtype=np.uint8)
+    return np.stack([content_thumbnail(gray, side), frame])
+
+
+def detail(thumbs: np.ndarray) -> np.ndarray:
+    """Grey levels of fine detail of each content thumbnail ``(N, side, side)``: the standard deviation
+    of what a 1.5 px Gaussian blur removes. Below :data:`LOW_DETAIL` an image is nearly blank at this
+    scale (a flat wall, a smooth micrograph) and a re-encoded copy of it keeps too little to align."""
+    from scipy.ndimage import gaussian_filter
+
+    out = np.empty(len(thumbs), dtype=np.float32)
+    for start in range(0, len(thumbs), 65536):  # a float copy of at most 256 MB at a time
+        t = np.asarray(thumbs[start : start + 65536], dtype=np.float32)
+        out[start : start + len(t)] = (t - gaussian_filter(t, sigma=(0, 1.5, 1.5), mode="nearest")).std(axis=(1, 2))
+    return out
 
 
 def query_windows() -> np.ndarray:
@@ -157,21 +208,60 @@ def _unit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x[live] / norms[live, None]), live
 
 
+def _frame_rows(thumbs: np.ndarray) -> np.ndarray:
+    """Rows whose trim removed something: their frame thumbnail differs from their content thumbnail."""
+    return np.flatnonzero((thumbs[:, 0] != thumbs[:, 1]).any(axis=(1, 2)))
+
+
 def copy_pairs(
     query: np.ndarray, base: np.ndarray, *, min_score: float, k: int = 10, index: str = "auto", same: bool = False,
     chunk: int = 64,
 ) -> pd.DataFrame:
-    """``(query_idx, base_idx, score)`` of every query/base thumbnail pair scoring at least ``min_score``:
-    the best correlation of a base view with the same part of a query window (module doc), among each
-    window's ``k`` nearest base views. ``same``: query and base are one set; each pair ``i < j`` once."""
-    from vlclean.search.embedding import embedding_pairs
-
+    """``(query_idx, base_idx, score)`` of every query/base pair scoring at least ``min_score``: the best
+    correlation of a base view with the same part of a query window (module doc), among each window's
+    ``k`` nearest base views. ``query`` and ``base`` are ``(N, 2, side, side)`` (:func:`copy_thumbnails`):
+    contents are matched against contents, and where a trim removed something, a query's frame against
+    base contents and query contents against a base's frame. ``same``: query and base are one set; each
+    pair ``i < j`` once."""
     cols = {"query_idx": np.empty(0, np.int64), "base_idx": np.empty(0, np.int64), "score": np.empty(0, np.float32)}
     if len(query) == 0 or len(base) == 0:
         return pd.DataFrame(cols)
+    opts = {"min_score": min_score - REFINE_MARGIN, "k": k, "index": index, "chunk": chunk}
+    qf, bf = _frame_rows(query), _frame_rows(base)
+    frames = [_candidates(query[:, 0], base[:, 0], **opts).assign(qt=0, bt=0)]
+    if len(qf):
+        c = _candidates(query[qf, 1], base[:, 0], **opts)
+        frames.append(c.assign(query_idx=qf[c["query_idx"].to_numpy()], qt=1, bt=0))
+    if len(bf) and not same:  # within one set, i's content against j's frame is j's frame against i's content
+        c = _candidates(query[:, 0], base[bf, 1], **opts)
+        frames.append(c.assign(base_idx=bf[c["base_idx"].to_numpy()], qt=0, bt=1))
+    pairs = pd.concat(frames, ignore_index=True)
+    if same:
+        pairs = pairs[pairs["query_idx"] != pairs["base_idx"]]
+    if len(pairs) == 0:
+        return pd.DataFrame(cols)
+    pairs = pairs.sort_values("score", ascending=False).drop_duplicates(["query_idx", "base_idx"])
+    pairs["score"] = refine(query, base, pairs)
+    pairs = pairs[pairs["score"] >= min_score]
+    if same:
+        a, b = pairs["query_idx"].to_numpy(), pairs["base_idx"].to_numpy()
+        pairs = pairs.assign(query_idx=np.minimum(a, b), base_idx=np.maximum(a, b))
+    best = pairs.sort_values("score", ascending=False).drop_duplicates(["query_idx", "base_idx"])
+    return best[list(cols)].sort_values(["query_idx", "base_idx"], ignore_index=True).astype(
+        {"query_idx": np.int64, "base_idx": np.int64, "score": np.float32})
+
+
+def _candidates(query: np.ndarray, base: np.ndarray, *, min_score: float, k: int, index: str,
+                chunk: int) -> pd.DataFrame:
+    """``(query_idx, base_idx, score, window, view)``: each pair's best window and view among the faiss
+    neighbours (``(N, side, side)`` thumbnails, correlation >= ``min_score``), before refinement."""
+    from vlclean.search.embedding import embedding_pairs
+
     whole = np.array([[0.5, 0.5, 1.0, 1.0, 0.0]])
     windows = query_windows()
-    frames = []
+    frames = [pd.DataFrame({"query_idx": np.empty(0, np.int64), "base_idx": np.empty(0, np.int64),
+                            "score": np.empty(0, np.float32), "window": np.empty(0, np.int64),
+                            "view": np.empty(0, np.int64)})]
     for view in VIEWS:
         views = descriptors(base, view_of(whole, view))[:, 0]
         unit, live = _unit(views)
@@ -183,37 +273,57 @@ def copy_pairs(
             qu, ok = _unit(q)
             if len(ok) == 0:
                 continue
-            found = embedding_pairs(qu, unit, min_similarity=min_score - REFINE_MARGIN, k=min(k, len(unit)),
-                                    index=index)
+            found = embedding_pairs(qu, unit, min_similarity=min_score, k=min(k, len(unit)), index=index)
             qrow, brow = ok[found["query_idx"].to_numpy()], live[found["base_idx"].to_numpy()]
             score = np.einsum("ij,ij->i", q[qrow], views[brow])
             frames.append(pd.DataFrame({"query_idx": start + qrow // len(windows), "base_idx": brow,
                                         "score": score.astype(np.float32), "window": qrow % len(windows),
                                         "view": VIEWS.index(view)}))
-    if not frames:
-        return pd.DataFrame(cols)
     pairs = pd.concat(frames, ignore_index=True)
-    pairs = pairs.sort_values("score", ascending=False).drop_duplicates(["query_idx", "base_idx"])
-    pairs["score"] = refine(query, base, pairs, windows)
-    pairs = pairs[pairs["score"] >= min_score].drop(columns=["window", "view"])
-    if same:
-        a, b = pairs["query_idx"].to_numpy(), pairs["base_idx"].to_numpy()
-        pairs = pairs.assign(query_idx=np.minimum(a, b), base_idx=np.maximum(a, b))[a != b]
-    best = pairs.sort_values("score", ascending=False).drop_duplicates(["query_idx", "base_idx"])
-    return best.sort_values(["query_idx", "base_idx"], ignore_index=True).astype(
-        {"query_idx": np.int64, "base_idx": np.int64, "score": np.float32})
+    return pairs.sort_values("score", ascending=False).drop_duplicates(["query_idx", "base_idx"])
 
 
-def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame, windows: np.ndarray) -> np.ndarray:
-    """Score of each pair (``query_idx, base_idx, window, view``) after two rounds of local search
-    around its window (:data:`REFINE_MARGIN`); windows stay inside the query's content."""
+def pair_scores(query: np.ndarray, base: np.ndarray, qi: np.ndarray, bi: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """The copy score of given pairs (``query[qi[n]]`` vs ``base[bi[n]]``, ``(N, 2, side, side)`` each): the
+    best window and view of every thumbnail combination, refined (:func:`refine`). Verifies pairs that
+    another search proposed (the embedding method's), with no threshold and no index."""
+    qi, bi = np.asarray(qi, dtype=np.int64), np.asarray(bi, dtype=np.int64)
+    if len(qi) == 0:
+        return np.empty(0, dtype=np.float32)
+    whole = np.array([[0.5, 0.5, 1.0, 1.0, 0.0]])
+    windows = query_windows()
+    rows = []
+    for start in range(0, len(qi), chunk):  # (chunk, 2, W, P) query descriptors at a time
+        cq, cb = qi[start : start + chunk], bi[start : start + chunk]
+        uq, qpos = np.unique(cq, return_inverse=True)
+        ub, bpos = np.unique(cb, return_inverse=True)
+        n = np.arange(start, start + len(cq))
+        for v, view in enumerate(VIEWS):
+            parts = view_of(windows, view)
+            qd = np.stack([descriptors(query[uq, t], parts) for t in range(2)], axis=1)  # (Q, 2, W, P)
+            bd = np.stack([descriptors(base[ub, t], view_of(whole, view))[:, 0] for t in range(2)], axis=1)
+            s = np.einsum("nswp,ntp->nstw", qd[qpos], bd[bpos]).reshape(len(cq), -1)  # (pairs, qt * bt * W)
+            best = s.argmax(axis=1)
+            qt, bt, w = np.unravel_index(best, (2, 2, len(windows)))
+            rows.append(pd.DataFrame({"n": n, "query_idx": cq, "base_idx": cb, "score": s[np.arange(len(cq)), best],
+                                      "window": w, "view": v, "qt": qt, "bt": bt}))
+    pairs = pd.concat(rows).sort_values("score", ascending=False).drop_duplicates("n").sort_values("n")
+    return refine(query, base, pairs)
+
+
+def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame) -> np.ndarray:
+    """Score of each pair (``query_idx, base_idx, window, view, qt, bt``: thumbnails ``qt`` of the query and
+    ``bt`` of the base) after two rounds of local search around its window (:data:`REFINE_MARGIN`);
+    windows stay inside the query's content."""
+    windows = query_windows()
     out = np.asarray(pairs["score"].to_numpy(), dtype=np.float32).copy()
     whole = np.array([[0.5, 0.5, 1.0, 1.0, 0.0]])
     steps = [(STEP / 2, 0.03, 2.0), (STEP / 4, 0.015, 1.0)]
     grid = np.array(np.meshgrid(*[[-1.0, 0.0, 1.0]] * 5, indexing="ij")).reshape(5, -1).T
-    for n, (qi, bi, w, v) in enumerate(pairs[["query_idx", "base_idx", "window", "view"]].itertuples(index=False)):
+    cols = ["query_idx", "base_idx", "window", "view", "qt", "bt"]
+    for n, (qi, bi, w, v, qt, bt) in enumerate(pairs[cols].itertuples(index=False)):
         view = VIEWS[v]
-        target = descriptors(base[bi : bi + 1], view_of(whole, view))[0, 0]
+        target = descriptors(base[bi : bi + 1, bt], view_of(whole, view))[0, 0]
         best_w = windows[w]
         for shift, scale, turn in steps:
             cand = best_w[None, :] + grid * np.array([shift, shift, 0, 0, turn])
@@ -223,7 +333,25 @@ def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame, windows: np
             cand[:, 3] = np.clip(cand[:, 3], min(HEIGHTS), 1.0)
             cand[:, 0] = np.clip(cand[:, 0], cand[:, 2] / 2, 1 - cand[:, 2] / 2)
             cand[:, 1] = np.clip(cand[:, 1], cand[:, 3] / 2, 1 - cand[:, 3] / 2)
-            scores = descriptors(query[qi : qi + 1], view_of(cand, view))[0] @ target
+            scores = descriptors(query[qi : qi + 1, qt], view_of(cand, view))[0] @ target
             best_w = cand[int(np.argmax(scores))]
             out[n] = max(out[n], float(scores.max()))
+        if v == 0:  # the whole view: a caption or logo across the middle spoils one band of rows
+            qd = descriptors(query[qi : qi + 1, qt], best_w[None, :])[0, 0]
+            out[n] = max(out[n], _without_band(qd, target))
     return out
+
+
+def _without_band(q: np.ndarray, t: np.ndarray, grid: int = GRID) -> float:
+    """The best correlation of two descriptors with one band of :data:`BAND_ROWS` descriptor rows left out,
+    scaled by their norms (flat images stay damped by :data:`FLAT_FLOOR`)."""
+    qg, tg = q.reshape(grid, grid), t.reshape(grid, grid)
+    best = -1.0
+    shrink = float(np.linalg.norm(q) * np.linalg.norm(t))
+    for r in range(2, grid - BAND_ROWS - 1):  # inside: an edge band would excuse a shifted crop's new rows
+        keep = np.ones(grid, dtype=bool)
+        keep[r : r + BAND_ROWS] = False
+        a, b = qg[keep].ravel(), tg[keep].ravel()
+        a, b = a - a.mean(), b - b.mean()
+        best = max(best, float(a @ b / max(1e-12, np.linalg.norm(a) * np.linalg.norm(b))) * shrink)
+    return best

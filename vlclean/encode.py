@@ -9,8 +9,9 @@ Layout of the output directory (``data/features``)::
                               all-zero rows for invalid images
     thumbnails/<shard>.npy    (rows, side, side) uint8 grey thumbnails (pixel features of noise,
                               denoise and the mislabel detector); zeros for invalid images
-    content/<shard>.npy       (rows, side, side) uint8 content thumbnails: grey, uniform borders
-                              trimmed (detect_leaks' copy method, :mod:`vlclean.copies`); zeros for invalid
+    content/<shard>.npy       (rows, 2, side, side) uint8 copy thumbnails, grey: [0] inside uniform
+                              borders, [1] the whole frame (detect_leaks' copy method,
+                              :func:`vlclean.copies.copy_thumbnails`); zeros for invalid
     embeddings.json           model, dim, dtype, input size, shard list
     features.json             thumbnail side, crop scales, shard list
 
@@ -43,7 +44,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlclean import schema
-from vlclean.copies import CONTENT_SIDE, content_thumbnail
+from vlclean.copies import CONTENT_SIDE, THUMBS, copy_thumbnails
 from vlclean.datasets import RawDataset
 from vlclean.datasets.raw import fingerprint
 from vlclean.embeddings import Embedder, InputSpec, prepare_input, read_embedding_shard, write_embedding_shard
@@ -75,7 +76,7 @@ def _encode_chunk(
     n, size = len(chunk), (input_spec.size if input_spec is not None else 0)
     rows, inputs, crop_rows, crop_inputs = [], [], [], []
     thumbs = np.zeros((n, thumbnail_side, thumbnail_side), dtype=np.uint8)
-    contents = np.zeros((n, content_side, content_side), dtype=np.uint8)
+    contents = np.zeros((n, len(THUMBS), content_side, content_side), dtype=np.uint8)
     model_inputs = np.zeros((n, size, size, 3) if input_spec is not None else (n, 0, 0, 3), dtype=np.uint8)
     for i, (image_id, data, is_test) in enumerate(chunk):
         m = measure(image_id, data, draft=draft, blur_side=blur_side)
@@ -84,7 +85,7 @@ def _encode_chunk(
         if m.gray is None or m.rgb is None:
             continue
         thumbs[i] = thumbnail(m.gray, thumbnail_side)
-        contents[i] = content_thumbnail(m.gray, content_side)
+        contents[i] = copy_thumbnails(m.gray, content_side)
         if input_spec is not None:
             model_inputs[i] = prepare_input(m.rgb, input_spec)
         if is_test and crop_scales:
@@ -105,7 +106,7 @@ class Encoded:
     embeddings: np.ndarray | None  # (N, dim) of options.dtype, zeros for invalid images; None without embedder
     thumbnails: np.ndarray  # (N, side, side) uint8
     crops: pd.DataFrame  # CROP_HASHES of the items marked as test
-    contents: np.ndarray | None = None  # (N, side, side) uint8 content thumbnails (vlclean.copies)
+    contents: np.ndarray | None = None  # (N, 2, side, side) uint8 copy thumbnails (vlclean.copies)
 
 
 def encode_images(
@@ -143,7 +144,7 @@ def encode_images(
     side = o.thumbnail_side
     thumbs_all = np.concatenate(thumbs) if thumbs else np.zeros((0, side, side), dtype=np.uint8)
     cs = o.content_side
-    contents_all = np.concatenate(contents) if contents else np.zeros((0, cs, cs), dtype=np.uint8)
+    contents_all = np.concatenate(contents) if contents else np.zeros((0, len(THUMBS), cs, cs), dtype=np.uint8)
     emb_all = None
     if embedder is not None:
         emb_all = np.concatenate(embs) if embs else np.zeros((0, embedder.dim), dtype=o.dtype)
@@ -170,7 +171,7 @@ def encode_dataset(
     index = raw.index()
     key = {"embedder": embedder_key, "draft": options.draft, "dtype": options.dtype, "blur_side": options.blur_side,
            "thumbnail_side": options.thumbnail_side, "crop_scales": list(options.crop_scales),
-           "content_side": options.content_side, "version": 4}
+           "content_side": options.content_side, "version": 5}
     work = Path(work_dir) / fingerprint(key)
     work.mkdir(parents=True, exist_ok=True)
     shards = raw.shards()
@@ -323,16 +324,18 @@ def load_thumbnails(features_dir: str | Path) -> np.ndarray:
 
 
 def load_content_thumbnails(features_dir: str | Path) -> np.ndarray:
-    """All content thumbnails ``(N, side, side)`` uint8 in index order (:mod:`vlclean.copies`)."""
+    """All copy thumbnails ``(N, 2, side, side)`` uint8 in index order (:func:`vlclean.copies.copy_thumbnails`)."""
     root = Path(features_dir)
     meta = _meta(root)
     if "content_side" not in meta:
         raise SchemaError(f"{root}: no content thumbnails (features from an older analyze: rerun analyze)")
     side = int(meta["content_side"])
     parts = [np.load(root / "content" / name, mmap_mode="r") for name in meta["shards"]]
-    out = np.concatenate(parts) if parts else np.zeros((0, side, side), dtype=np.uint8)
-    if out.dtype != np.uint8 or out.shape[1:] != (side, side):
-        raise SchemaError(f"{root / 'content'}: expected (N, {side}, {side}) uint8, got {out.shape} {out.dtype}")
+    shape = (len(THUMBS), side, side)
+    out = np.concatenate(parts) if parts else np.zeros((0, *shape), dtype=np.uint8)
+    if out.dtype != np.uint8 or out.shape[1:] != shape:
+        raise SchemaError(f"{root / 'content'}: expected (N, {', '.join(map(str, shape))}) uint8, got {out.shape} "
+                          f"{out.dtype} (features from an older analyze: rerun analyze)")
     return out
 
 

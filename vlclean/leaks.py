@@ -12,8 +12,12 @@ Methods
                 ``crop_scales`` (crop-robust query expansion: a train copy that *is* the central 90 %
                 of a test image has that crop's hashes).
 ``embedding``   cosine similarity >= ``min_similarity`` among each image's ``k`` nearest neighbours,
-                confirmed by a loose pHash distance <= ``confirm_phash_max`` (flip-aware) so that two
-                different photos of one scene are not called copies.
+                confirmed so that two different photos of one scene are not called copies: images of
+                at least :data:`vlclean.copies.MIN_SIDE` px with detail by their copy score (thumbnails
+                aligned over re-crops, rotations and strips, :func:`vlclean.copies.pair_scores`)
+                >= ``confirm_copy_min``, which survives the edits that break pHash; smaller or nearly
+                blank images (thumbnails hold no more than their hashes) by a loose pHash distance <=
+                ``confirm_phash_max`` (flip-aware).
 ``copy``        content thumbnails (uniform borders trimmed) correlated over re-crops, small rotations
                 and views without a top or bottom strip, >= ``copy_min_score`` (:mod:`vlclean.copies`):
                 finds copies re-cropped off centre, rotated, padded, letterboxed or captioned, which
@@ -42,7 +46,7 @@ import pandas as pd
 
 from vlclean.datasets import RawDataset, folder_paths
 from vlclean.embeddings import Embedder
-from vlclean.copies import MIN_SIDE, copy_pairs
+from vlclean.copies import LOW_DETAIL, MIN_SIDE, copy_pairs, detail, pair_scores
 from vlclean.encode import (EncodeOptions, crops_by_scale, encode_images, load_content_thumbnails, load_crop_hashes,
                             load_embeddings, load_features)
 from vlclean.features import compute_hashes, make_pool
@@ -71,7 +75,8 @@ class Side:
     features: pd.DataFrame
     embeddings: np.ndarray | None
     crop_hashes: dict[float, dict[str, np.ndarray]] = field(default_factory=dict)  # query expansion
-    contents: np.ndarray | None = None  # (N, side, side) uint8 content thumbnails (method copy)
+    contents: np.ndarray | None = None  # (N, 2, side, side) uint8 copy thumbnails (methods copy, embedding)
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # derived once per side
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -86,7 +91,7 @@ def dataset_sides(raw_dir: str | Path, features_dir: str | Path, p: LeakParams) 
     index = raw.index()
     features = load_features(features_dir)
     emb = load_embeddings(features_dir) if "embedding" in p.methods else None
-    contents = load_content_thumbnails(features_dir) if "copy" in p.methods else None
+    contents = load_content_thumbnails(features_dir) if {"copy", "embedding"} & set(p.methods) else None
     paths = folder_paths(index).to_numpy()
 
     def side(split: str) -> Side:
@@ -130,7 +135,7 @@ def folder_side(root: str | Path, p: LeakParams, *, test: bool, embedder: Embedd
         features = enc.features
         emb = None if enc.embeddings is None else enc.embeddings.astype(np.float32)
         crops = crops_by_scale(enc.crops, paths, options.crop_scales) if options.crop_scales else {}
-        contents = enc.contents if "copy" in p.methods else None
+        contents = enc.contents if {"copy", "embedding"} & set(p.methods) else None
     for row in features.loc[~features["valid"]].itertuples():
         print(f"unreadable: {row.image_id}: {row.error}", file=sys.stderr)
     return Side(ids=paths.copy(), paths=paths, features=features, embeddings=emb, crop_hashes=crops, contents=contents)
@@ -206,15 +211,25 @@ def _embedding_pairs(q: Side, b: Side, p: LeakParams, same: bool) -> pd.DataFram
         found = embedding_pairs(q.embeddings[qv], b.embeddings[bv], min_similarity=p.min_similarity, k=p.k, index=p.index)
     qi = qv[found["query_idx"].to_numpy()]
     bi = (qv if same else bv)[found["base_idx"].to_numpy()]
+    keep = _confirmed(q, b, qi, bi, p)
+    return pd.DataFrame({"qi": qi[keep], "bi": bi[keep], "method": "embedding"})
+
+
+def _confirmed(q: Side, b: Side, qi: np.ndarray, bi: np.ndarray, p: LeakParams) -> np.ndarray:
+    """Which embedding candidates their confirmation keeps (module doc): the copy score where it applies to
+    both images (:func:`_copy_matchable`) and thumbnails are at hand, the loose pHash distance otherwise."""
     dp, _, _ = _pair_distances(_hashes(q), _hashes(b), qi, bi)
     keep = dp <= p.confirm_phash_max
-    return pd.DataFrame({"qi": qi[keep], "bi": bi[keep], "method": "embedding"})
+    if q.contents is not None and b.contents is not None and len(qi):
+        scored = _copy_matchable(q)[qi] & _copy_matchable(b)[bi]
+        keep[scored] = pair_scores(q.contents, b.contents, qi[scored], bi[scored]) >= p.confirm_copy_min
+    return keep
 
 
 def _copy_pairs(q: Side, b: Side, p: LeakParams, same: bool) -> pd.DataFrame:
     if q.contents is None or b.contents is None:
         raise ParamsError("method 'copy' needs content thumbnails for both sides (run analyze, or drop the method)")
-    qv, bv = _large_rows(q), _large_rows(b)
+    qv, bv = _copy_rows(q), _copy_rows(b)
     if len(qv) == 0 or len(bv) < (2 if same else 1):
         return pd.DataFrame({"qi": [], "bi": [], "method": []})
     found = copy_pairs(q.contents[qv], b.contents[qv if same else bv], min_score=p.copy_min_score, k=p.k,
@@ -224,11 +239,21 @@ def _copy_pairs(q: Side, b: Side, p: LeakParams, same: bool) -> pd.DataFrame:
     return pd.DataFrame({"qi": qi, "bi": bi, "method": "copy", "cs": found["score"].to_numpy()})
 
 
-def _large_rows(side: Side) -> np.ndarray:
-    """Valid images whose shorter side is at least :data:`vlclean.copies.MIN_SIDE` px (the copy method's)."""
-    f = side.features
-    large = np.minimum(f["width"].to_numpy(), f["height"].to_numpy()) >= MIN_SIDE
-    return np.flatnonzero(f["valid"].to_numpy(dtype=bool) & large)
+def _copy_matchable(side: Side) -> np.ndarray:
+    """The images the copy score applies to: valid, a shorter side of at least :data:`vlclean.copies.MIN_SIDE`
+    px, and detail (:func:`vlclean.copies.detail`) of at least :data:`vlclean.copies.LOW_DETAIL`."""
+    if "copy_matchable" not in side._memo:
+        f = side.features
+        ok = f["valid"].to_numpy(dtype=bool) & (np.minimum(f["width"].to_numpy(), f["height"].to_numpy()) >= MIN_SIDE)
+        rows = np.flatnonzero(ok)
+        if side.contents is not None and len(rows):
+            ok[rows] = detail(side.contents[rows, 0]) >= LOW_DETAIL
+        side._memo["copy_matchable"] = ok
+    return side._memo["copy_matchable"]
+
+
+def _copy_rows(side: Side) -> np.ndarray:
+    return np.flatnonzero(_copy_matchable(side))
 
 
 def _valid_rows(side: Side) -> np.ndarray:
@@ -385,11 +410,11 @@ def calibration(test: Side, train: Side, truth: pd.DataFrame, p: LeakParams) -> 
         found = embedding_pairs(test.embeddings[qv], train.embeddings[bv], min_similarity=0.5, k=p.k, index=p.index)
         qi, bi = qv[found["query_idx"].to_numpy()], bv[found["base_idx"].to_numpy()]
         sim = found["similarity"].to_numpy()
-        dp, _, _ = _pair_distances(qh, bh, qi, bi)
+        confirmed = _confirmed(test, train, qi, bi, p)
         keys = np.array([frozenset(x) for x in zip(test.ids[qi], train.ids[bi])], dtype=object)
         hit = np.array([k in actual for k in keys], dtype=bool)
         for t in np.round(np.arange(0.80, 1.0001, 0.01), 2):
-            sel = (sim >= t) & (dp <= p.confirm_phash_max)
+            sel = (sim >= t) & confirmed
             rows.append(("embedding (cosine)", float(t), *_pr(hit[sel], len(actual))))
     return pd.DataFrame(rows, columns=["method", "threshold", "precision", "recall"])
 

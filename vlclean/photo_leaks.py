@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from vlclean.copies import LOW_DETAIL, content_thumbnail, detail
+
 BASE_TRANSFORMS: tuple[str, ...] = ("crop_offcentre", "rotate", "pad", "letterbox", "text", "logo")
 COPY_TRANSFORMS: tuple[str, ...] = BASE_TRANSFORMS + tuple(f"{t}+resize_jpeg" for t in BASE_TRANSFORMS)
 NEGATIVE_KINDS: tuple[str, ...] = ("shifted_crop", "zoomed_out", "same_scene", "unrelated")
@@ -42,7 +44,7 @@ MIN_PHOTO_SIDE = 256  # smaller photographs (a 128 px icon) cannot hold several 
 class PhotoLeakSet:
     train_dir: Path
     test_dir: Path
-    truth: pd.DataFrame  # test_path, train_path, transform: one row per planted copy
+    truth: pd.DataFrame  # test_path, train_path, transform, test_detail: one row per planted copy
     negatives: pd.DataFrame  # train_path, kind, test_path ("" for unrelated)
 
 
@@ -263,11 +265,14 @@ def write_photo_leak_set(
             s.tests.append(box)
             longer = int(rng.integers(160, 289))
             img = s.image(box, longer)
-            test_path = put(test_dir, cls, f"test_{len(s.tests) - 1}", _jpeg(img, 90), "jpg")
+            test_bytes = _jpeg(img, 90)
+            test_path = put(test_dir, cls, f"test_{len(s.tests) - 1}", test_bytes, "jpg")
+            gray = Image.open(io.BytesIO(test_bytes)).convert("L")
+            test_detail = round(float(detail(content_thumbnail(gray)[None])[0]), 3)
             for _ in range(copies):
                 transform = COPY_TRANSFORMS[k % len(COPY_TRANSFORMS)]
                 data, ext = transform_copy(img, transform, rng)
-                truth.append((test_path, put(train_dir, cls, f"copy_{k:04d}", data, ext), transform))
+                truth.append((test_path, put(train_dir, cls, f"copy_{k:04d}", data, ext), transform, test_detail))
                 k += 1
             # hard negatives
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -302,35 +307,42 @@ def write_photo_leak_set(
         data, ext = _negative_bytes(s.image(box, int(rng.integers(160, 289))), rng)
         negatives.append((put(train_dir, cls, f"unrelated_{j:04d}", data, ext), "unrelated", ""))
     return PhotoLeakSet(
-        train_dir, test_dir, pd.DataFrame(truth, columns=["test_path", "train_path", "transform"]),
+        train_dir, test_dir, pd.DataFrame(truth, columns=["test_path", "train_path", "transform", "test_detail"]),
         pd.DataFrame(negatives, columns=["train_path", "kind", "test_path"]),
     )
 
 
 def score_photo_leaks(pairs: pd.DataFrame, truth: pd.DataFrame, negatives: pd.DataFrame) -> pd.DataFrame:
-    """Per transform: ``n`` copies, ``found``, ``recall``; an ``all`` row with ``false_pairs`` (every wrong
-    test-train pair of the set) and ``precision``; one row per negative kind with its ``false_pairs``
-    (plus copies paired with the wrong test image). ``pairs`` is a leaks report (``test_path``,
-    ``train_path``, optional ``scope``)."""
+    """Per transform: ``n`` copies, ``found``, ``recall``, and the same over copies of test images with
+    detail (``n_detailed``, ``found_detailed``, ``recall_detailed``: ``test_detail`` >=
+    :data:`vlclean.copies.LOW_DETAIL`); an ``all`` row with ``false_pairs`` (every wrong test-train pair
+    of the set) and ``precision``; a row for the copies of low-detail test images; one row per negative
+    kind with its ``false_pairs`` (plus copies paired with the wrong test image). ``pairs`` is a leaks
+    report (``test_path``, ``train_path``, optional ``scope``)."""
     cross = pairs[pairs["scope"] == "test-train"] if "scope" in pairs else pairs
     found = set(zip(cross["test_path"], cross["train_path"]))
-    want = dict(zip(zip(truth["test_path"], truth["train_path"]), truth["transform"]))
-    false = found - set(want)
+    keys = list(zip(truth["test_path"], truth["train_path"]))
+    false = found - set(keys)
+    hit = np.array([k in found for k in keys], dtype=bool)
+    detailed = truth["test_detail"].to_numpy() >= LOW_DETAIL
     kind_of = dict(zip(negatives["train_path"], negatives["kind"]))
-    rows = []
-    for name in COPY_TRANSFORMS:
-        keys = [k for k, v in want.items() if v == name]
-        tp = sum(k in found for k in keys)
-        rows.append({"row": name, "n": len(keys), "found": tp, "recall": round(tp / len(keys), 4) if keys else float("nan"),
-                     "false_pairs": 0, "precision": float("nan")})
-    tp = sum(k in found for k in want)
-    rows.append({"row": "all", "n": len(want), "found": tp, "recall": round(tp / len(want), 4) if want else float("nan"),
-                 "false_pairs": len(false), "precision": round(tp / (tp + len(false)), 4) if tp + len(false) else 1.0})
+
+    def row(name: str, sel: np.ndarray, **extra: float) -> dict:
+        n, tp = int(sel.sum()), int(hit[sel].sum())
+        nd, td = int((sel & detailed).sum()), int(hit[sel & detailed].sum())
+        return {"row": name, "n": n, "found": tp, "recall": round(tp / n, 4) if n else float("nan"),
+                "n_detailed": nd, "found_detailed": td, "recall_detailed": round(td / nd, 4) if nd else float("nan"),
+                "false_pairs": 0, "precision": float("nan"), **extra}
+
+    transforms = truth["transform"].to_numpy()
+    rows = [row(name, transforms == name) for name in COPY_TRANSFORMS]
+    rows.append(row(f"copies of low-detail test images (detail < {LOW_DETAIL:g})", ~detailed))
+    tp = int(hit.sum())
+    rows.append(row("all", np.ones(len(keys), dtype=bool), false_pairs=len(false),
+                    precision=round(tp / (tp + len(false)), 4) if tp + len(false) else 1.0))
     for kind in NEGATIVE_KINDS:
         fp = sum(kind_of.get(b) == kind for _, b in false)
-        rows.append({"row": f"negative: {kind}", "n": int((negatives["kind"] == kind).sum()), "found": 0,
-                     "recall": float("nan"), "false_pairs": fp, "precision": float("nan")})
+        rows.append({"row": f"negative: {kind}", "n": int((negatives["kind"] == kind).sum()), "false_pairs": fp})
     wrong = sum(b not in kind_of for _, b in false)
-    rows.append({"row": "negative: copy of another test image", "n": len(want), "found": 0, "recall": float("nan"),
-                 "false_pairs": wrong, "precision": float("nan")})
+    rows.append({"row": "negative: copy of another test image", "n": len(keys), "false_pairs": wrong})
     return pd.DataFrame(rows)

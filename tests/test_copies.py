@@ -1,0 +1,110 @@
+"""vlclean.copies on real photographs: border trimming, the frame thumbnail, pair scores, and the
+embedding method's confirmation by the copy score (which pHash-confirmed pairs fail on these edits)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlclean import copies
+from vlclean.leaks import _confirmed, _hashes, _pair_distances, folder_side
+from vlclean.params import LeakParams
+from vlclean.photos import package_photographs
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    """A 200 x 150 crop of scikit-image's astronaut: detail everywhere, edges of every brightness."""
+    return package_photographs(["skimage/astronaut"])["skimage/astronaut"].crop((120, 60, 420, 285)).resize(
+        (200, 150), Image.Resampling.LANCZOS)
+
+
+def jpeg(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+def padded(img: Image.Image, pads: tuple[int, int, int, int], colour: tuple[int, int, int]) -> Image.Image:
+    left, top, right, bottom = pads
+    canvas = Image.new("RGB", (img.width + left + right, img.height + top + bottom), colour)
+    canvas.paste(img, (left, top))
+    return canvas
+
+
+@pytest.mark.parametrize("colour", [(0, 0, 0), (255, 255, 255), (128, 128, 128), (90, 200, 60)])
+@pytest.mark.parametrize("scale,quality", [(1.0, 95), (0.6, 40), (1.3, 60)])
+def test_trim_removes_every_pad_and_little_else(photo: Image.Image, colour: tuple, scale: float, quality: int) -> None:
+    """A pad of any colour, resized and JPEG re-encoded, is trimmed whole (no sliver of it stays: beside
+    a dark photo a white sliver outweighs the photo) and at most 3.5 % of a side of the photo goes.
+    At JPEG q40 the ringing next to the photo can leave a line or two of the pad: up to 3 % of a side
+    allowed there (looser criteria trimmed those too, but trimmed flat photo edges as well and cost more
+    false pairs on photo seeds 0-2 than they won)."""
+    pads = (12, 20, 25, 9)
+    img = padded(photo, pads, colour)
+    img = jpeg(img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS), quality)
+    box = copies.content_box(img.convert("L"))
+    w, h = photo.width + pads[0] + pads[2], photo.height + pads[1] + pads[3]
+    truth = (pads[0] / w, pads[1] / h, 1 - pads[2] / w, 1 - pads[3] / h)
+    slack = 0.03 if quality <= 40 else 0.0
+    assert box[0] >= truth[0] - slack and box[1] >= truth[1] - slack, (box, truth)
+    assert box[2] <= truth[2] + slack and box[3] <= truth[3] + slack, (box, truth)
+    assert box[0] - truth[0] <= 0.035 and box[1] - truth[1] <= 0.035, (box, truth)
+    assert truth[2] - box[2] <= 0.035 and truth[3] - box[3] <= 0.035, (box, truth)
+
+
+def test_a_photo_without_borders_is_not_trimmed(photo: Image.Image) -> None:
+    assert copies.content_box(jpeg(photo, 75).convert("L")) == (0.0, 0.0, 1.0, 1.0)
+
+
+def test_the_frame_thumbnail_pairs_a_photo_that_has_a_margin_of_its_own(photo: Image.Image) -> None:
+    """The test photo has a black edge of its own (trimmed as a border); its copy is padded white, so the
+    copy's trim stops at that edge. Contents disagree; the test image's frame matches the copy's content."""
+    test = padded(photo, (0, 0, 0, 0), (0, 0, 0))
+    test.paste((0, 0, 0), (0, 0, 24, test.height))  # a black strip of the photo itself, 12 % of the width
+    copy = jpeg(padded(test, (12, 9, 12, 9), (255, 255, 255)), 60)
+    q = copies.copy_thumbnails(jpeg(test, 90).convert("L"))[None]
+    b = copies.copy_thumbnails(copy.convert("L"))[None]
+    assert (q[0, 0] != q[0, 1]).any()  # the strip was trimmed from the test image
+    contents_only = copies.pair_scores(np.stack([q[:, 0]] * 2, axis=1), np.stack([b[:, 0]] * 2, axis=1), [0], [0])
+    with_frames = copies.pair_scores(q, b, [0], [0])
+    assert contents_only[0] < 0.88 <= with_frames[0], (contents_only, with_frames)
+    found = copies.copy_pairs(q, b, min_score=0.88)
+    assert list(found["base_idx"]) == [0]
+
+
+def test_detail_separates_blank_images_from_photographs(photo: Image.Image) -> None:
+    flat = Image.linear_gradient("L").resize((200, 150))
+    d = copies.detail(np.stack([copies.content_thumbnail(photo.convert("L")), copies.content_thumbnail(flat)]))
+    assert d[0] > 5 * copies.LOW_DETAIL and d[1] < copies.LOW_DETAIL
+
+
+def test_embedding_pairs_are_confirmed_by_the_copy_score(tmp_path: Path, photo: Image.Image) -> None:
+    """A letterboxed and a captioned copy are far apart in pHash (the old confirmation dropped them); the
+    copy score keeps them and drops a crop of the same photograph shifted by a third of its side."""
+    from PIL import ImageDraw, ImageFont
+
+    big = package_photographs(["skimage/astronaut"])["skimage/astronaut"]
+    test_img = big.crop((120, 60, 420, 285))
+    letterbox = padded(test_img, (0, 95, 0, 95), (0, 0, 0))
+    caption = test_img.copy()
+    ImageDraw.Draw(caption).text((20, 240), "copyright 2019 stock photo", fill=(255, 255, 0),
+                                 font=ImageFont.load_default(size=22), stroke_width=2, stroke_fill=(0, 0, 0))
+    shifted = big.crop((220, 60, 520, 285))
+    for folder, name, img in [("val", "t.jpg", test_img), ("train", "letterbox.jpg", letterbox),
+                              ("train", "caption.jpg", caption), ("train", "shifted.jpg", shifted)]:
+        (tmp_path / folder / "c").mkdir(parents=True, exist_ok=True)
+        img.convert("RGB").save(tmp_path / folder / "c" / name, quality=70)
+    p = LeakParams(methods=["copy"])
+    q = folder_side(tmp_path / "val", p, test=True, embedder=None, workers=1)
+    b = folder_side(tmp_path / "train", p, test=False, embedder=None, workers=1)
+    names = [Path(x).name for x in b.paths]
+    qi, bi = np.zeros(3, dtype=np.int64), np.array([names.index(n) for n in ("letterbox.jpg", "caption.jpg", "shifted.jpg")])
+    dp, _, _ = _pair_distances(_hashes(q), _hashes(b), qi, bi)
+    assert dp[0] > LeakParams().confirm_phash_max  # pHash would have dropped the letterboxed copy
+    kept = _confirmed(q, b, qi, bi, LeakParams())
+    assert sorted(names[i] for i in bi[kept]) == ["caption.jpg", "letterbox.jpg"]
