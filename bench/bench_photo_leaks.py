@@ -5,8 +5,9 @@ photographs as test images; train = transformed copies, hard negatives, unrelate
 standalone ``python -m stages.detect_leaks --train_dir ... --test_dir ...`` with the code defaults
 (``--params`` pointing at no file) and prints one table over all seeds (markdown, for the README).
 
-Seeds 0-2 tuned ``detect_leaks.copy_min_score`` (and the constants of :mod:`vlclean.copies`); the
-README reports seeds 10-14, which no tuning saw.
+Seeds 0-5 tuned ``detect_leaks.copy_min_score`` and ``confirm_copy_min`` (and the constants of
+:mod:`vlclean.copies`, on seeds 0-2); the README reports seeds 20-24, which no tuning saw, and 10-14,
+which development looked at.
 
 Usage: ``python bench/bench_photo_leaks.py --seeds 10 11 12 13 14 [--methods copy] [--copies 3] [--quick]``.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -33,22 +35,29 @@ def run_seed(seed: int, root: Path, methods: str | None, copies: int) -> pd.Data
             "--output", str(out)]
     if methods:
         argv += ["--methods", methods]
+    start = time.perf_counter()
     if detect_leaks.main(argv) != 0:
         raise SystemExit(f"detect_leaks failed on seed {seed}")
+    seconds = time.perf_counter() - start
+    n_test, n_train = (sum(1 for p in d.rglob("*") if p.is_file()) for d in (s.test_dir, s.train_dir))
+    print(f"seed {seed}: detect_leaks {seconds:.1f} s for {n_test} test x {n_train} train images (decode included)")
     return score_photo_leaks(pd.read_csv(out, keep_default_na=False), s.truth, s.negatives).assign(seed=seed)
 
 
 def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Counts summed over seeds: recall per transform; precision over all pairs (every false pair of the
-    set, whatever its kind); false pairs per negative kind."""
-    g = per_seed.groupby("row", sort=False)[["n", "found", "false_pairs"]].sum()
+    """Counts summed over seeds: recall per transform, over all copies and over copies of test images with
+    detail; precision over all pairs (every false pair of the set, whatever its kind); false pairs per
+    negative kind."""
+    counts = ["n", "found", "n_detailed", "found_detailed", "false_pairs"]
+    g = per_seed.groupby("row", sort=False)[counts].sum(min_count=1)
     g["recall"] = (g["found"] / g["n"]).round(3)
+    g["recall_detailed"] = (g["found_detailed"] / g["n_detailed"]).round(3)
     copies = ~g.index.str.startswith("negative")
     g["precision"] = pd.NA
     g.loc["all", "precision"] = round(g.loc["all", "found"] / (g.loc["all", "found"] + g.loc["all", "false_pairs"]), 3)
     g.loc[copies & (g.index != "all"), "false_pairs"] = pd.NA
-    g.loc[~copies, ["found", "recall"]] = pd.NA
-    return g.reset_index()
+    cols = ["n", "found", "recall", "n_detailed", "found_detailed", "recall_detailed", "false_pairs", "precision"]
+    return g[cols].astype({c: "Int64" for c in counts}).reset_index()
 
 
 def main(argv: list[str] | None = None) -> int:
