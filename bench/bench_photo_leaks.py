@@ -47,7 +47,7 @@ def run_seed(seed: int, root: Path, methods: str | None, copies: int) -> pd.Data
 def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Counts summed over seeds: recall per transform, over all copies and over copies of test images with
     detail; precision over all pairs (every false pair of the set, whatever its kind); false pairs per
-    negative kind."""
+    negative kind; 95 % Wilson intervals of each proportion (copies and pairs counted as independent)."""
     counts = ["n", "found", "n_detailed", "found_detailed", "false_pairs"]
     g = per_seed.groupby("row", sort=False)[counts].sum(min_count=1)
     g["recall"] = (g["found"] / g["n"]).round(3)
@@ -56,8 +56,23 @@ def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
     g["precision"] = pd.NA
     g.loc["all", "precision"] = round(g.loc["all", "found"] / (g.loc["all", "found"] + g.loc["all", "false_pairs"]), 3)
     g.loc[copies & (g.index != "all"), "false_pairs"] = pd.NA
-    cols = ["n", "found", "recall", "n_detailed", "found_detailed", "recall_detailed", "false_pairs", "precision"]
+    g["recall_ci"] = [wilson(f, n) for f, n in zip(g["found"], g["n"])]
+    g["recall_detailed_ci"] = [wilson(f, n) for f, n in zip(g["found_detailed"], g["n_detailed"])]
+    g["precision_ci"] = ""
+    g.loc["all", "precision_ci"] = wilson(g.loc["all", "found"], g.loc["all", "found"] + g.loc["all", "false_pairs"])
+    cols = ["n", "found", "recall", "recall_ci", "n_detailed", "found_detailed", "recall_detailed",
+            "recall_detailed_ci", "false_pairs", "precision", "precision_ci"]
     return g[cols].astype({c: "Int64" for c in counts}).reset_index()
+
+
+def wilson(k: float, n: float) -> str:
+    """The 95 % Wilson interval of the proportion ``k / n`` (scipy), "" when there is nothing to count."""
+    from scipy.stats import binomtest
+
+    if pd.isna(k) or pd.isna(n) or n == 0:
+        return ""
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return f"[{ci.low:.3f}, {ci.high:.3f}]"
 
 
 def main(argv: list[str] | None = None) -> int:

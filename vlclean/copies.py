@@ -333,12 +333,12 @@ def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame) -> np.ndarr
             cand[:, 3] = np.clip(cand[:, 3], min(HEIGHTS), 1.0)
             cand[:, 0] = np.clip(cand[:, 0], cand[:, 2] / 2, 1 - cand[:, 2] / 2)
             cand[:, 1] = np.clip(cand[:, 1], cand[:, 3] / 2, 1 - cand[:, 3] / 2)
-            scores = descriptors(query[qi : qi + 1, qt], view_of(cand, view))[0] @ target
-            best_w = cand[int(np.argmax(scores))]
-            out[n] = max(out[n], float(scores.max()))
+            found = descriptors(query[qi : qi + 1, qt], view_of(cand, view))[0]
+            i = int(np.argmax(scores := found @ target))
+            best_w, best_d = cand[i], found[i]
+            out[n] = max(out[n], float(scores[i]))
         if v == 0:  # the whole view: a caption or logo across the middle spoils one band of rows
-            qd = descriptors(query[qi : qi + 1, qt], best_w[None, :])[0, 0]
-            out[n] = max(out[n], _without_band(qd, target))
+            out[n] = max(out[n], _without_band(best_d, target))
     return out
 
 
