@@ -6,15 +6,23 @@ standalone ``python -m stages.detect_leaks --train_dir ... --test_dir ...`` with
 (``--params`` pointing at no file) and prints one table over all seeds (markdown, for the README).
 
 Seeds 0-5 tuned ``detect_leaks.copy_min_score`` and ``confirm_copy_min`` (and the constants of
-:mod:`vlclean.copies`, on seeds 0-2); the README reports seeds 20-24, which no tuning saw, and 10-14,
-which development looked at.
+:mod:`vlclean.copies`, on seeds 0-2; the thumbnail filter on 0-5); the README reports seeds 30-34, which
+no tuning saw. Earlier tables (seeds 20-24, 10-14) were drawn by the previous generator, whose same-scene
+negatives could land on another test crop: the same seed now draws other sets.
 
-Usage: ``python bench/bench_photo_leaks.py --seeds 10 11 12 13 14 [--methods copy] [--copies 3] [--quick]``.
+``--baseline DIR`` also runs another checkout of this project (``git worktree add DIR <commit>``) on the
+same sets, scored against the same truth, and prints a paired comparison: copies found by one and not the
+other (McNemar's exact test on those), and false pairs of each.
+
+Usage: ``python bench/bench_photo_leaks.py --seeds 10 11 12 13 14 [--methods copy] [--copies 3] [--quick]
+[--baseline DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,10 +33,14 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages import detect_leaks  # noqa: E402
+from vlclean.copies import LOW_DETAIL  # noqa: E402
 from vlclean.photo_leaks import score_photo_leaks, write_photo_leak_set  # noqa: E402
 
 
-def run_seed(seed: int, root: Path, methods: str | None, copies: int) -> pd.DataFrame:
+def run_seed(seed: int, root: Path, methods: str | None, copies: int,
+             baseline: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """This code's score table for one seed, and the per-copy / per-false-pair outcomes of this code and of
+    ``baseline`` (a checkout run as a subprocess on the same folders)."""
     s = write_photo_leak_set(root / f"seed{seed}", seed=seed, copies=copies)
     out = root / f"seed{seed}.csv"
     argv = ["--params", str(root / "no-params.yaml"), "--train_dir", str(s.train_dir), "--test_dir", str(s.test_dir),
@@ -41,7 +53,58 @@ def run_seed(seed: int, root: Path, methods: str | None, copies: int) -> pd.Data
     seconds = time.perf_counter() - start
     n_test, n_train = (sum(1 for p in d.rglob("*") if p.is_file()) for d in (s.test_dir, s.train_dir))
     print(f"seed {seed}: detect_leaks {seconds:.1f} s for {n_test} test x {n_train} train images (decode included)")
-    return score_photo_leaks(pd.read_csv(out, keep_default_na=False), s.truth, s.negatives).assign(seed=seed)
+    reports = {"new": pd.read_csv(out, keep_default_na=False)}
+    if baseline is not None:
+        base_out = root / f"seed{seed}-baseline.csv"
+        argv[argv.index("--output") + 1] = str(base_out)
+        env = {**os.environ, "PYTHONPATH": str(baseline)}
+        subprocess.run([sys.executable, "-m", "stages.detect_leaks", *argv], cwd=baseline, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        reports["baseline"] = pd.read_csv(base_out, keep_default_na=False)
+    table = score_photo_leaks(reports["new"], s.truth, s.negatives).assign(seed=seed)
+    return table, outcomes(reports, s.truth).assign(seed=seed)
+
+
+def outcomes(reports: dict[str, pd.DataFrame], truth: pd.DataFrame) -> pd.DataFrame:
+    """One row per planted copy (``kind`` "copy", with ``transform`` and ``detailed``) and per false pair of
+    any report (``kind`` "false"), a boolean column per report: found / reported."""
+    keys = list(zip(truth["test_path"], truth["train_path"]))
+    found = {}
+    for name, rep in reports.items():
+        cross = rep[rep["scope"] == "test-train"] if "scope" in rep else rep
+        found[name] = set(zip(cross["test_path"], cross["train_path"]))
+    false = sorted(set().union(*found.values()) - set(keys))
+    rows = pd.DataFrame({"kind": ["copy"] * len(keys) + ["false"] * len(false),
+                         "transform": list(truth["transform"]) + [""] * len(false),
+                         "detailed": list(truth["test_detail"] >= LOW_DETAIL) + [False] * len(false)})
+    for name, pairs in found.items():
+        rows[name] = [k in pairs for k in keys + false]
+    return rows
+
+
+def paired(rows: pd.DataFrame) -> str:
+    """Markdown: this code against the baseline on the same copies (all, detailed), McNemar's exact test."""
+    from scipy.stats import binomtest
+
+    lines = ["| copies | n | found by both | this code only | baseline only | neither | McNemar p |",
+             "|---|---|---|---|---|---|---|"]
+    copies = rows[rows["kind"] == "copy"]
+    for name, sel in (("all", copies), ("detailed test images", copies[copies["detailed"]])):
+        a, b = sel["new"].to_numpy(), sel["baseline"].to_numpy()
+        only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+        p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+        lines.append(f"| {name} | {len(sel)} | {int((a & b).sum())} | {only_a} | {only_b} | {int((~a & ~b).sum())} "
+                     f"| {p:.2g} |")
+    false = rows[rows["kind"] == "false"]
+    lines.append(f"\nfalse pairs: this code {int(false['new'].sum())}, baseline {int(false['baseline'].sum())} "
+                 f"(both {int((false['new'] & false['baseline']).sum())})")
+    lines += ["", "| transform | n | this code | baseline | n detailed | this code | baseline |",
+              "|---|---|---|---|---|---|---|"]
+    for name, g in copies.groupby("transform", sort=False):
+        d = g[g["detailed"]]
+        lines.append(f"| {name} | {len(g)} | {g['new'].mean():.3f} | {g['baseline'].mean():.3f} | {len(d)} | "
+                     f"{d['new'].mean():.3f} | {d['baseline'].mean():.3f} |")
+    return "\n".join(lines)
 
 
 def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
@@ -81,14 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=None, help="subset of exact,perceptual,embedding,copy (default: params)")
     ap.add_argument("--copies", type=int, default=3, help="copies per test image")
     ap.add_argument("--quick", action="store_true", help="seed 10 only (make bench: checks the bench runs)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout of the project, run on the same sets for a paired comparison")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds = [10]
     with tempfile.TemporaryDirectory(prefix="photo-leaks-") as tmp:
-        per_seed = pd.concat([run_seed(s, Path(tmp), args.methods, args.copies) for s in args.seeds], ignore_index=True)
-    table = summarise(per_seed)
+        runs = [run_seed(s, Path(tmp), args.methods, args.copies, args.baseline) for s in args.seeds]
+    table = summarise(pd.concat([t for t, _ in runs], ignore_index=True))
     print(f"seeds {args.seeds}, methods {args.methods or 'default'}")
     print(table.to_markdown(index=False))
+    if args.baseline is not None:
+        print(f"\npaired against {args.baseline} (same sets, same truth):")
+        print(paired(pd.concat([o for _, o in runs], ignore_index=True)))
     return 0
 
 

@@ -108,3 +108,40 @@ def test_embedding_pairs_are_confirmed_by_the_copy_score(tmp_path: Path, photo: 
     assert dp[0] > LeakParams().confirm_phash_max  # pHash would have dropped the letterboxed copy
     kept = _confirmed(q, b, qi, bi, LeakParams())
     assert sorted(names[i] for i in bi[kept]) == ["caption.jpg", "letterbox.jpg"]
+
+
+@pytest.mark.parametrize("name", ["skimage/brick", "skimage/gravel"])
+def test_rotated_copies_of_fine_texture_score_as_copies(name: str) -> None:
+    """A texture turned by 3-5 degrees (cropped to fill, as vlclean.photo_leaks does). Box-averaged thumbnails
+    alias fine texture differently in the image and its turned copy: brick turned by 5 degrees scored 0.885
+    with them (0.909 with Lanczos thumbnails), gravel 0.937-0.947 (0.942-0.959)."""
+    big = package_photographs([name])[name].convert("RGB")
+    test_img = big.crop((100, 100, 356, 292))
+    p = LeakParams()
+    scores = []
+    for angle in (3.0, -4.0, 5.0):
+        rot = test_img.rotate(angle, resample=Image.Resampling.BICUBIC)
+        a = np.deg2rad(abs(angle))
+        shrink = 1.0 / (np.cos(a) + np.sin(a) * 256 / 192)
+        w, h = 256 * shrink, 192 * shrink
+        copy = rot.crop((round((256 - w) / 2), round((192 - h) / 2), round((256 + w) / 2), round((192 + h) / 2)))
+        copy = jpeg(copy.resize((256, 192), Image.Resampling.LANCZOS), 95)
+        q, b = (copies.copy_thumbnails(x.convert("L"))[None] for x in (test_img, copy))
+        scores.append(float(copies.pair_scores(q, b, np.array([0]), np.array([0]))[0]))
+    assert min(scores) >= p.copy_min_score, scores
+
+
+def test_thumbnails_of_another_version_are_refused(tmp_path: Path) -> None:
+    """Features whose copy thumbnails an older analyze made (box-resampled) say so instead of matching worse."""
+    import json
+
+    from vlclean.encode import load_content_thumbnails
+    from vlclean.errors import SchemaError
+
+    (tmp_path / "features.json").write_text(json.dumps({"thumbnail_side": 8, "crop_scales": [], "content_side": 32,
+                                                        "shards": []}))
+    with pytest.raises(SchemaError, match="version 1, this code makes version 2.*rerun analyze"):
+        load_content_thumbnails(tmp_path)
+    (tmp_path / "features.json").write_text(json.dumps({"thumbnail_side": 8, "crop_scales": [], "content_side": 32,
+                                                        "content_version": copies.THUMBNAIL_VERSION, "shards": []}))
+    assert load_content_thumbnails(tmp_path).shape == (0, 2, 32, 32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -90,9 +91,11 @@ def test_params_are_validated() -> None:
 def test_copies_on_real_photographs_per_transform(tmp_path: Path) -> None:
     """Regression floors (not the targets) on report seed 10 of bench/bench_photo_leaks.py: re-crops,
     rotations, borders, captions and logos (alone and with resize + JPEG), with hard negatives.
-    Methods without the CNN (exact, perceptual, copy) keep it fast; measured on seed 10: recall 0.852,
-    0.958 over the copies of test images with detail, precision 0.958 (5 false pairs), every transform
-    >= 0.727 and >= 0.909 over detailed test images (README, "Leaks on real photographs")."""
+    Methods without the CNN (exact, perceptual, copy) keep it fast; measured on seed 10: recall 0.870
+    (120 of 138), 0.992 (119 of 120) over the copies of test images with detail, precision 1.0, every
+    transform >= 0.636 (the copies of its 18 nearly blank test images fall in three transforms) and >= 0.909
+    over detailed test images. The previous code (box thumbnails) found 118 and 117 of these: it fails the
+    first two floors (README, "Leaks on real photographs")."""
     from vlclean.photo_leaks import COPY_TRANSFORMS, score_photo_leaks, write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path / "photos", seed=10, copies=3)
@@ -102,9 +105,40 @@ def test_copies_on_real_photographs_per_transform(tmp_path: Path) -> None:
                               "--methods", "exact,perceptual,copy"]) == 0
     table = score_photo_leaks(pd.read_csv(out, keep_default_na=False), s.truth, s.negatives).set_index("row")
     every = table.loc["all"]
-    assert every["recall"] >= 0.83 and every["recall_detailed"] >= 0.94 and every["precision"] >= 0.93, table
-    assert (table.loc[list(COPY_TRANSFORMS), "recall"] >= 0.7).all(), table
+    assert every["recall"] >= 0.86 and every["recall_detailed"] >= 0.98 and every["precision"] >= 0.97, table
+    assert (table.loc[list(COPY_TRANSFORMS), "recall"] >= 0.6).all(), table
     assert (table.loc[list(COPY_TRANSFORMS), "recall_detailed"] >= 0.9).all(), table
+
+
+def test_photo_leak_negatives_are_never_re_crops_of_a_test_image(tmp_path: Path) -> None:
+    """A hard negative drawn for one test crop may not hold most of another: a same-scene crop that landed on a
+    neighbouring test crop was a copy of it, counted as a false pair (seeds 0-5 of the previous generator)."""
+    from PIL import Image
+
+    from vlclean.photo_leaks import MAX_INSIDE_TEST, NEGATIVE_KINDS, _Sampler
+
+    s = _Sampler(Image.new("RGB", (400, 300)), np.random.default_rng(0))
+    s.tests = [(0.0, 0.0, 100.0, 100.0), (200.0, 100.0, 300.0, 200.0)]
+    assert not s.not_a_copy((5.0, 5.0, 95.0, 95.0))  # a re-crop inside the first test crop
+    assert not s.not_a_copy((195.0, 95.0, 305.0, 205.0))  # a slight zoom-out of the second: 83 % of it is the test
+    assert s.not_a_copy((20.0, 0.0, 120.0, 100.0))  # shifted by a fifth: exactly MAX_INSIDE_TEST inside
+    assert s.not_a_copy((-20.0, -20.0, 120.0, 120.0))  # zoomed out x1.4: half of it is the test
+    assert MAX_INSIDE_TEST == 0.8
+
+    # every negative of a generated set obeys it, against every test crop of its photograph
+    from vlclean.photo_leaks import _overlap, write_photo_leak_set
+
+    out = write_photo_leak_set(tmp_path, seed=3, copies=1, unrelated=10)
+    tests = out.truth.assign(cls=out.truth["test_path"].map(lambda x: Path(x).parent.name))
+    boxes = tests.groupby("cls")["test_box"].agg(lambda b: sorted(set(b)))
+    assert boxes.map(len).max() >= 2
+    for neg in out.negatives.itertuples():
+        area = (neg.box[2] - neg.box[0]) * (neg.box[3] - neg.box[1])
+        inside = [_overlap(neg.box, t) / area for t in boxes[Path(neg.train_path).parent.name]]
+        assert max(inside) <= MAX_INSIDE_TEST + 1e-9, (neg.train_path, inside)
+        if neg.kind in ("same_scene", "unrelated"):
+            assert max(inside) == 0, (neg.train_path, inside)
+    assert set(out.negatives["kind"]) == set(NEGATIVE_KINDS)
 
 
 def test_photo_leak_scores_count_detailed_copies_apart() -> None:

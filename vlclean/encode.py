@@ -13,7 +13,8 @@ Layout of the output directory (``data/features``)::
                               borders, [1] the whole frame (detect_leaks' copy method,
                               :func:`vlclean.copies.copy_thumbnails`); zeros for invalid
     embeddings.json           model, dim, dtype, input size, shard list
-    features.json             thumbnail side, crop scales, shard list
+    features.json             thumbnail side, crop scales, copy thumbnail side and version
+                              (:data:`vlclean.copies.THUMBNAIL_VERSION`), shard list
 
 The decode happens in worker processes (:func:`vlclean.features.measure`); a worker also cuts the
 embedder's input (:func:`vlclean.embeddings.prepare_input`), so only that small array travels to
@@ -44,7 +45,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlclean import schema
-from vlclean.copies import CONTENT_SIDE, THUMBS, copy_thumbnails
+from vlclean.copies import CONTENT_SIDE, THUMBNAIL_VERSION, THUMBS, copy_thumbnails
 from vlclean.datasets import RawDataset
 from vlclean.datasets.raw import fingerprint
 from vlclean.embeddings import Embedder, InputSpec, prepare_input, read_embedding_shard, write_embedding_shard
@@ -171,7 +172,7 @@ def encode_dataset(
     index = raw.index()
     key = {"embedder": embedder_key, "draft": options.draft, "dtype": options.dtype, "blur_side": options.blur_side,
            "thumbnail_side": options.thumbnail_side, "crop_scales": list(options.crop_scales),
-           "content_side": options.content_side, "version": 5}
+           "content_side": options.content_side, "version": 6}
     work = Path(work_dir) / fingerprint(key)
     work.mkdir(parents=True, exist_ok=True)
     shards = raw.shards()
@@ -219,7 +220,8 @@ def _assemble(done: list[_ShardFiles], shards: list[Path], out_dir: str | Path, 
         write_json(tmp / "embeddings.json", {**embedder_key, "dim": dim, "dtype": options.dtype, "shards": names})
         write_json(tmp / "features.json", {"thumbnail_side": options.thumbnail_side,
                                            "crop_scales": list(options.crop_scales),
-                                           "content_side": options.content_side, "shards": names})
+                                           "content_side": options.content_side,
+                                           "content_version": THUMBNAIL_VERSION, "shards": names})
     return features
 
 
@@ -329,6 +331,9 @@ def load_content_thumbnails(features_dir: str | Path) -> np.ndarray:
     meta = _meta(root)
     if "content_side" not in meta:
         raise SchemaError(f"{root}: no content thumbnails (features from an older analyze: rerun analyze)")
+    if meta.get("content_version", 1) != THUMBNAIL_VERSION:
+        raise SchemaError(f"{root}: copy thumbnails of version {meta.get('content_version', 1)}, this code makes "
+                          f"version {THUMBNAIL_VERSION} (features from an older analyze: rerun analyze)")
     side = int(meta["content_side"])
     parts = [np.load(root / "content" / name, mmap_mode="r") for name in meta["shards"]]
     shape = (len(THUMBS), side, side)

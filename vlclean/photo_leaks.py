@@ -11,9 +11,11 @@ so no tuning of this project has seen them. For a seed:
   letterboxing, a caption, a logo, each alone and each followed by a resize (x0.5..0.8 or x1.3) and a
   JPEG re-encode (q40..75);
 - train, hard negatives (never copies): for each test image a crop of the same size shifted by
-  20..45 % of its side, a zoomed-out crop containing it (x1.4..1.8 the side), and a crop of another,
-  non-overlapping part of the same photograph (another shot of the scene), each sometimes resized and
-  re-encoded like a copy;
+  20..45 % of its side, a zoomed-out crop containing it (x1.4..1.8 the side), and a crop of another
+  part of the same photograph that overlaps no test crop (another shot of the scene), each sometimes
+  resized and re-encoded like a copy. No negative has more than :data:`MAX_INSIDE_TEST` of its area
+  inside any test crop of its photograph, so none is a re-crop of another test image (the photograph's
+  test crops are drawn first, and every negative is checked against all of them);
 - train, unrelated: crops of the photographs away from every test crop.
 
 Everything is drawn from ``numpy.random.default_rng(seed)``. :func:`write_photo_leak_set` writes the
@@ -38,14 +40,17 @@ BASE_TRANSFORMS: tuple[str, ...] = ("crop_offcentre", "rotate", "pad", "letterbo
 COPY_TRANSFORMS: tuple[str, ...] = BASE_TRANSFORMS + tuple(f"{t}+resize_jpeg" for t in BASE_TRANSFORMS)
 NEGATIVE_KINDS: tuple[str, ...] = ("shifted_crop", "zoomed_out", "same_scene", "unrelated")
 MIN_PHOTO_SIDE = 256  # smaller photographs (a 128 px icon) cannot hold several disjoint crops
+# A hard negative has at most this share of its area inside any test crop of its photograph: a crop shifted
+# by 20 % of the side keeps 80 %, a zoomed-out crop at most 1 / 1.4^2; beyond it, a crop is a re-crop (a copy)
+MAX_INSIDE_TEST = 0.8
 
 
 @dataclass(frozen=True)
 class PhotoLeakSet:
     train_dir: Path
     test_dir: Path
-    truth: pd.DataFrame  # test_path, train_path, transform, test_detail: one row per planted copy
-    negatives: pd.DataFrame  # train_path, kind, test_path ("" for unrelated)
+    truth: pd.DataFrame  # test_path, train_path, transform, test_detail, test_box: one row per planted copy
+    negatives: pd.DataFrame  # train_path, kind, test_path ("" for unrelated), box: one row per negative
 
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom in photo pixels
@@ -211,6 +216,13 @@ class _Sampler:
             return None
         return box
 
+    def not_a_copy(self, box: Box) -> bool:
+        """No test crop of the photograph holds more than :data:`MAX_INSIDE_TEST` of ``box``: a negative drawn
+        for one test image must not be a re-crop of another (a zoomed-out crop around a test image can hold a
+        neighbouring test crop almost whole)."""
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        return all(_overlap(box, t) <= MAX_INSIDE_TEST * area for t in self.tests)
+
     def random_box(self, w: float, h: float, *, avoid: list[Box], tries: int = 50) -> Box | None:
         pw, ph = self.photo.size
         for _ in range(tries):
@@ -255,47 +267,50 @@ def write_photo_leak_set(
     for p, (name, photo) in enumerate(photos.items()):
         cls = f"c{p:02d}_{name.split('/')[-1].split('.')[0]}"
         s = samplers[cls] = _Sampler(photo, rng)
-        for _ in range(tests_per_photo):
+        for _ in range(tests_per_photo):  # every test crop first: negatives are checked against all of them
             side = min(photo.size) * rng.uniform(0.33, 0.5)
             aspect = float(rng.choice([1.0, 4 / 3, 3 / 4]))
-            w, h = side * np.sqrt(aspect), side / np.sqrt(aspect)
-            box = s.random_box(w, h, avoid=s.tests)
-            if box is None:
-                continue
-            s.tests.append(box)
+            box = s.random_box(side * np.sqrt(aspect), side / np.sqrt(aspect), avoid=s.tests)
+            if box is not None:
+                s.tests.append(box)
+        for t, box in enumerate(s.tests):
+            w, h = box[2] - box[0], box[3] - box[1]
             longer = int(rng.integers(160, 289))
             img = s.image(box, longer)
             test_bytes = _jpeg(img, 90)
-            test_path = put(test_dir, cls, f"test_{len(s.tests) - 1}", test_bytes, "jpg")
+            test_path = put(test_dir, cls, f"test_{t}", test_bytes, "jpg")
             gray = Image.open(io.BytesIO(test_bytes)).convert("L")
             test_detail = round(float(detail(content_thumbnail(gray)[None])[0]), 3)
             for _ in range(copies):
                 transform = COPY_TRANSFORMS[k % len(COPY_TRANSFORMS)]
                 data, ext = transform_copy(img, transform, rng)
-                truth.append((test_path, put(train_dir, cls, f"copy_{k:04d}", data, ext), transform, test_detail))
+                truth.append((test_path, put(train_dir, cls, f"copy_{k:04d}", data, ext), transform, test_detail, box))
                 k += 1
             # hard negatives
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
             for _ in range(20):
                 d, a = rng.uniform(0.2, 0.45), rng.uniform(0, 2 * np.pi)
                 shifted = s.box(w, h, cx + d * w * np.cos(a), cy + d * h * np.sin(a))
-                if shifted is not None:
+                if shifted is not None and s.not_a_copy(shifted):
                     data, ext = _negative_bytes(s.image(shifted, longer), rng)
-                    negatives.append((put(train_dir, cls, f"neg_shift_{k:04d}", data, ext), "shifted_crop", test_path))
+                    negatives.append((put(train_dir, cls, f"neg_shift_{k:04d}", data, ext), "shifted_crop", test_path,
+                                      shifted))
                     break
             for _ in range(20):
                 z = rng.uniform(1.4, 1.8)
                 zw, zh = min(w * z, photo.width), min(h * z, photo.height)
                 zoom = s.box(zw, zh, rng.uniform(max(zw / 2, box[2] - zw / 2), min(photo.width - zw / 2, box[0] + zw / 2)),
                              rng.uniform(max(zh / 2, box[3] - zh / 2), min(photo.height - zh / 2, box[1] + zh / 2)))
-                if zoom is not None and zoom[0] <= box[0] and zoom[1] <= box[1] and zoom[2] >= box[2] and zoom[3] >= box[3]:
+                if (zoom is not None and zoom[0] <= box[0] and zoom[1] <= box[1] and zoom[2] >= box[2]
+                        and zoom[3] >= box[3] and s.not_a_copy(zoom)):
                     data, ext = _negative_bytes(s.image(zoom, longer), rng)
-                    negatives.append((put(train_dir, cls, f"neg_zoom_{k:04d}", data, ext), "zoomed_out", test_path))
+                    negatives.append((put(train_dir, cls, f"neg_zoom_{k:04d}", data, ext), "zoomed_out", test_path,
+                                      zoom))
                     break
-            other = s.random_box(w, h, avoid=[box])
+            other = s.random_box(w, h, avoid=s.tests)  # another part of the scene: no test crop in it
             if other is not None:
                 data, ext = _negative_bytes(s.image(other, longer), rng)
-                negatives.append((put(train_dir, cls, f"neg_scene_{k:04d}", data, ext), "same_scene", test_path))
+                negatives.append((put(train_dir, cls, f"neg_scene_{k:04d}", data, ext), "same_scene", test_path, other))
     names = list(samplers)
     for j in range(unrelated):
         cls = names[j % len(names)]
@@ -305,10 +320,11 @@ def write_photo_leak_set(
         if box is None:
             continue
         data, ext = _negative_bytes(s.image(box, int(rng.integers(160, 289))), rng)
-        negatives.append((put(train_dir, cls, f"unrelated_{j:04d}", data, ext), "unrelated", ""))
+        negatives.append((put(train_dir, cls, f"unrelated_{j:04d}", data, ext), "unrelated", "", box))
     return PhotoLeakSet(
-        train_dir, test_dir, pd.DataFrame(truth, columns=["test_path", "train_path", "transform", "test_detail"]),
-        pd.DataFrame(negatives, columns=["train_path", "kind", "test_path"]),
+        train_dir, test_dir,
+        pd.DataFrame(truth, columns=["test_path", "train_path", "transform", "test_detail", "test_box"]),
+        pd.DataFrame(negatives, columns=["train_path", "kind", "test_path", "box"]),
     )
 
 

@@ -18,7 +18,8 @@ crop hashes ``data/features/crop_hashes.parquet``: hashes of the centred crops o
 arrays      ``data/features/embeddings/<shard>.npy`` (rows, dim) float16/32 and
             ``data/features/thumbnails/<shard>.npy`` (rows, side, side) uint8 grey thumbnails, rows in
             index order within their raw shard (:data:`THUMBNAIL_DTYPE`; invalid images: zeros).
-            ``features.json`` names the shards, the thumbnail side and the crop scales.
+            ``features.json`` names the shards, the thumbnail side, the crop scales and the copy thumbnails'
+            side and version.
 
 CSV tables (:data:`CSV_TABLES`, read with ``vlclean.csvio.read_csv(path, columns=...)``): the tagged
 manifest, reviews, leaks report, cleaned manifest, train / eval / noisy labels, the match report and
