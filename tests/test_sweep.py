@@ -51,7 +51,7 @@ def test_tiny_study_directions_and_every_cleaning_arm(repo_copy: Path) -> None:
     assert sh(repo_copy, "git", "status", "--porcelain") == ""  # repo_copy is a committed clone
     preset = {"analyze.embedding.model": "pixels", "train.epochs": 3, "train.max_train_images": 600,
               "train.batch_size": 64}
-    study = {"dataset": "digits", "seeds": [1], "preset": preset, "threads_per_job": 1,
+    study = {"dataset": "digits", "seeds": [1], "preset": preset, "jobs": 2, "threads_per_job": 1,
              "cost": {"train_images": 600, "epochs": 3, "train_images_per_s": 600, "test_images": 350,
                       "eval_images_per_s": 2000, "overhead_s": 20, "setup_s": 0},
              "groups": {"noise": {"grid": {"noise.kind": ["random"], "noise.rate": [0.0, 0.2, 0.4]}},
