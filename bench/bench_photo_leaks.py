@@ -15,7 +15,8 @@ same sets, scored against the same truth, and prints a paired comparison: copies
 other (McNemar's exact test on those), and false pairs of each.
 
 Usage: ``python bench/bench_photo_leaks.py --seeds 10 11 12 13 14 [--methods copy] [--copies 3] [--quick]
-[--baseline DIR]``.
+[--baseline DIR] [--curve]``. ``--curve`` also prints the copy method's calibration curve: recall and pair
+precision per ``copy_min_score``, the copy method alone.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,10 +39,11 @@ from vlclean.copies import LOW_DETAIL  # noqa: E402
 from vlclean.photo_leaks import score_photo_leaks, write_photo_leak_set  # noqa: E402
 
 
-def run_seed(seed: int, root: Path, methods: str | None, copies: int,
-             baseline: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """This code's score table for one seed, and the per-copy / per-false-pair outcomes of this code and of
-    ``baseline`` (a checkout run as a subprocess on the same folders)."""
+def run_seed(seed: int, root: Path, methods: str | None, copies: int, baseline: Path | None = None,
+             curve: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """This code's score table for one seed, the per-copy / per-false-pair outcomes of this code and of
+    ``baseline`` (a checkout run as a subprocess on the same folders), and the copy method's counts per
+    threshold (``curve``)."""
     s = write_photo_leak_set(root / f"seed{seed}", seed=seed, copies=copies)
     out = root / f"seed{seed}.csv"
     argv = ["--params", str(root / "no-params.yaml"), "--train_dir", str(s.train_dir), "--test_dir", str(s.test_dir),
@@ -62,7 +65,44 @@ def run_seed(seed: int, root: Path, methods: str | None, copies: int,
                        stdout=subprocess.DEVNULL)
         reports["baseline"] = pd.read_csv(base_out, keep_default_na=False)
     table = score_photo_leaks(reports["new"], s.truth, s.negatives).assign(seed=seed)
-    return table, outcomes(reports, s.truth).assign(seed=seed)
+    counts = copy_curve(s, root / f"seed{seed}-curve") if curve else None
+    return table, outcomes(reports, s.truth).assign(seed=seed), counts
+
+
+CURVE = np.round(np.arange(0.80, 0.9601, 0.01), 2)  # copy_min_score values of the calibration curve
+
+
+def copy_curve(s, root: Path) -> pd.DataFrame:
+    """The copy method alone (``--methods copy``), searched once at ``copy_min_score`` = ``CURVE[0]``: per
+    threshold, copies found (all, detailed) and false test-train pairs among the pairs scoring at least it."""
+    root.mkdir(parents=True)
+    (root / "params.yaml").write_text(f"detect_leaks:\n  copy_min_score: {CURVE[0]}\n")
+    out = root / "report.csv"
+    argv = ["--params", str(root / "params.yaml"), "--train_dir", str(s.train_dir), "--test_dir", str(s.test_dir),
+            "--output", str(out), "--methods", "copy"]
+    if detect_leaks.main(argv) != 0:
+        raise SystemExit("detect_leaks failed (curve)")
+    rep = pd.read_csv(out, keep_default_na=False)
+    rep = rep[rep["scope"] == "test-train"]
+    score = 1.0 - rep["distance"].to_numpy(dtype=float)  # method copy alone: distance = 1 - copy score
+    keys = list(zip(rep["test_path"], rep["train_path"]))
+    detailed = dict(zip(zip(s.truth["test_path"], s.truth["train_path"]), s.truth["test_detail"] >= LOW_DETAIL))
+    true = np.array([k in detailed for k in keys], dtype=bool)
+    det = np.array([detailed.get(k, False) for k in keys], dtype=bool)
+    n_detailed = int((s.truth["test_detail"] >= LOW_DETAIL).sum())
+    return pd.DataFrame({"threshold": CURVE, "n": len(s.truth), "n_detailed": n_detailed,
+                         "found": [int((true & (score >= t - 1e-9)).sum()) for t in CURVE],
+                         "found_detailed": [int((det & (score >= t - 1e-9)).sum()) for t in CURVE],
+                         "false_pairs": [int((~true & (score >= t - 1e-9)).sum()) for t in CURVE]})
+
+
+def curve_table(counts: pd.DataFrame) -> pd.DataFrame:
+    """Counts summed over seeds: recall (all, detailed) and pair precision of the copy method per threshold."""
+    g = counts.groupby("threshold").sum()
+    return pd.DataFrame({"copy_min_score": g.index, "recall": (g["found"] / g["n"]).round(3),
+                         "recall_detailed": (g["found_detailed"] / g["n_detailed"]).round(3),
+                         "precision": (g["found"] / (g["found"] + g["false_pairs"]).clip(lower=1)).round(3),
+                         "false_pairs": g["false_pairs"]}).reset_index(drop=True)
 
 
 def outcomes(reports: dict[str, pd.DataFrame], truth: pd.DataFrame) -> pd.DataFrame:
@@ -146,17 +186,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="seed 10 only (make bench: checks the bench runs)")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="another checkout of the project, run on the same sets for a paired comparison")
+    ap.add_argument("--curve", action="store_true",
+                    help="also the copy method's precision and recall per copy_min_score (calibration curve)")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds = [10]
     with tempfile.TemporaryDirectory(prefix="photo-leaks-") as tmp:
-        runs = [run_seed(s, Path(tmp), args.methods, args.copies, args.baseline) for s in args.seeds]
-    table = summarise(pd.concat([t for t, _ in runs], ignore_index=True))
+        runs = [run_seed(s, Path(tmp), args.methods, args.copies, args.baseline, args.curve) for s in args.seeds]
+    table = summarise(pd.concat([t for t, _, _ in runs], ignore_index=True))
     print(f"seeds {args.seeds}, methods {args.methods or 'default'}")
     print(table.to_markdown(index=False))
     if args.baseline is not None:
         print(f"\npaired against {args.baseline} (same sets, same truth):")
-        print(paired(pd.concat([o for _, o in runs], ignore_index=True)))
+        print(paired(pd.concat([o for _, o, _ in runs], ignore_index=True)))
+    if args.curve:
+        print(f"\ncopy method alone, searched at {CURVE[0]}, per threshold (a point can hold pairs that a run at "
+              "that threshold would not refine: candidates are refined within 0.12 of the search threshold):")
+        print(curve_table(pd.concat([c for _, _, c in runs], ignore_index=True)).to_markdown(index=False))
     return 0
 
 
