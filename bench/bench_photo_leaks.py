@@ -5,9 +5,9 @@ photographs as test images; train = transformed copies, hard negatives, unrelate
 standalone ``python -m stages.detect_leaks --train_dir ... --test_dir ...`` with the code defaults
 (``--params`` pointing at no file) and prints one table over all seeds (markdown, for the README).
 
-Seeds 0-5 tuned ``detect_leaks.copy_min_score`` and ``confirm_copy_min`` (and the constants of
-:mod:`vlclean.copies`, on seeds 0-2; the thumbnail filter on 0-5); the README reports seeds 30-34, which
-no tuning saw. Earlier tables (seeds 20-24, 10-14) were drawn by the previous generator, whose same-scene
+Seeds 0-9 tuned ``detect_leaks.copy_min_score`` and ``confirm_copy_min`` and the constants of
+:mod:`vlclean.copies` (most on seeds 0-2; the thumbnail filter on 0-5; the edge term and the train-side
+detail floor on 0-9); the README reports seeds 30-34 and 40-44, which no tuning saw. Earlier tables (seeds 20-24, 10-14) were drawn by the previous generator, whose same-scene
 negatives could land on another test crop: the same seed now draws other sets.
 
 ``--baseline DIR`` also runs another checkout of this project (``git worktree add DIR <commit>``) on the

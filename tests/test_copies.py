@@ -145,3 +145,50 @@ def test_thumbnails_of_another_version_are_refused(tmp_path: Path) -> None:
     (tmp_path / "features.json").write_text(json.dumps({"thumbnail_side": 8, "crop_scales": [], "content_side": 32,
                                                         "content_version": copies.THUMBNAIL_VERSION, "shards": []}))
     assert load_content_thumbnails(tmp_path).shape == (0, 2, 32, 32)
+
+
+def test_edges_tell_a_zoomed_out_crop_from_a_padded_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pairs of tuning seed 6 of the photo leak sets (vlclean.photo_leaks), where the plain correlation
+    gets both wrong: a crop of the retina photograph zoomed out around a test crop (a hard negative) scored
+    0.915, and a padded copy of a cell micrograph 0.849. The edge strips disagree along the zoomed-out
+    crop's new margin and agree along every side of the copy: with them, 0.878 and 0.924."""
+    from vlclean.photo_leaks import write_photo_leak_set
+
+    s = write_photo_leak_set(tmp_path, seed=6, copies=3)
+    pairs = [(s.test_dir / "c13_retina" / "test_0.jpg", s.train_dir / "c13_retina" / "neg_zoom_0096.jpg"),
+             (s.test_dir / "c04_cell" / "test_0.jpg", s.train_dir / "c04_cell" / "copy_0026.jpg")]
+    kinds = dict(zip(s.negatives["train_path"], s.negatives["kind"]))
+    assert kinds[str(pairs[0][1])] == "zoomed_out"
+    assert (s.truth.set_index("train_path").loc[str(pairs[1][1]), "test_path"]) == str(pairs[1][0])
+
+    def scores() -> list[float]:
+        q, b = (np.stack([copies.copy_thumbnails(Image.open(p).convert("L")) for p in side]) for side in zip(*pairs))
+        return [float(x) for x in copies.pair_scores(q, b, np.arange(2), np.arange(2))]
+
+    threshold = LeakParams().copy_min_score
+    zoomed, copy = scores()
+    assert zoomed < threshold <= copy, (zoomed, copy)
+    monkeypatch.setattr(copies, "EDGE_WEIGHT", 0.0)
+    zoomed, copy = scores()
+    assert copy < threshold <= zoomed, (zoomed, copy)  # what the plain correlation said
+
+
+def test_a_re_cropped_copy_smoother_than_its_test_image_is_matched(tmp_path: Path) -> None:
+    """Detail is measured at the thumbnail's scale: the train copy of a retina crop (tuning seed 4) re-cropped
+    to 80 % and shrunk has detail 2.1 where its test image has 5.9. Train images down to BASE_LOW_DETAIL
+    take part, so it is found; under LOW_DETAIL for both sides it was not."""
+    from vlclean.leaks import find_pairs
+    from vlclean.photo_leaks import write_photo_leak_set
+
+    s = write_photo_leak_set(tmp_path / "set", seed=4, copies=3)
+    test_img, copy_img = s.test_dir / "c13_retina" / "test_2.jpg", s.train_dir / "c13_retina" / "copy_0102.jpg"
+    assert s.truth.set_index("train_path").loc[str(copy_img), "test_path"] == str(test_img)
+    for folder, path in (("val", test_img), ("train", copy_img)):
+        (tmp_path / folder / "c").mkdir(parents=True)
+        (tmp_path / folder / "c" / path.name).write_bytes(path.read_bytes())
+    p = LeakParams(methods=["copy"])
+    q = folder_side(tmp_path / "val", p, test=True, embedder=None, workers=1)
+    b = folder_side(tmp_path / "train", p, test=False, embedder=None, workers=1)
+    d = copies.detail(b.contents[:, 0])[0]
+    assert copies.BASE_LOW_DETAIL <= d < copies.LOW_DETAIL <= copies.detail(q.contents[:, 0])[0]
+    assert len(find_pairs(q, b, p, scope="test-train")) == 1

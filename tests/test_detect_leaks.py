@@ -91,11 +91,11 @@ def test_params_are_validated() -> None:
 def test_copies_on_real_photographs_per_transform(tmp_path: Path) -> None:
     """Regression floors (not the targets) on report seed 10 of bench/bench_photo_leaks.py: re-crops,
     rotations, borders, captions and logos (alone and with resize + JPEG), with hard negatives.
-    Methods without the CNN (exact, perceptual, copy) keep it fast; measured on seed 10: recall 0.870
-    (120 of 138), 0.992 (119 of 120) over the copies of test images with detail, precision 1.0, every
-    transform >= 0.636 (the copies of its 18 nearly blank test images fall in three transforms) and >= 0.909
-    over detailed test images. The previous code (box thumbnails) found 118 and 117 of these: it fails the
-    first two floors (README, "Leaks on real photographs")."""
+    Methods without the CNN (exact, perceptual, copy) keep it fast; measured on seed 10: recall 0.877
+    (121 of 138), 1.0 (120 of 120) over the copies of test images with detail, precision 1.0, every
+    transform >= 0.636 (the copies of its 18 nearly blank test images fall in three transforms). The code
+    before the edge term (aa32658) found 120 and 119 of these, the one before the Lanczos thumbnails 118 and
+    117: both fail the first two floors (README, "Leaks on real photographs")."""
     from vlclean.photo_leaks import COPY_TRANSFORMS, score_photo_leaks, write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path / "photos", seed=10, copies=3)
@@ -105,9 +105,8 @@ def test_copies_on_real_photographs_per_transform(tmp_path: Path) -> None:
                               "--methods", "exact,perceptual,copy"]) == 0
     table = score_photo_leaks(pd.read_csv(out, keep_default_na=False), s.truth, s.negatives).set_index("row")
     every = table.loc["all"]
-    assert every["recall"] >= 0.86 and every["recall_detailed"] >= 0.98 and every["precision"] >= 0.97, table
+    assert every["recall"] >= 0.875 and every["recall_detailed"] >= 0.995 and every["precision"] >= 0.97, table
     assert (table.loc[list(COPY_TRANSFORMS), "recall"] >= 0.6).all(), table
-    assert (table.loc[list(COPY_TRANSFORMS), "recall_detailed"] >= 0.9).all(), table
 
 
 def test_photo_leak_negatives_are_never_re_crops_of_a_test_image(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ Methods
                 blank images (thumbnails hold no more than their hashes) by a loose pHash distance <=
                 ``confirm_phash_max`` (flip-aware).
 ``copy``        content thumbnails (uniform borders trimmed) correlated over re-crops, small rotations
-                and views without a top or bottom strip, >= ``copy_min_score`` (:mod:`vlclean.copies`):
+                and views without a top or bottom strip, with agreement along the edges counted in,
+                >= ``copy_min_score`` (:mod:`vlclean.copies`):
                 finds copies re-cropped off centre, rotated, padded, letterboxed or captioned, which
                 break pHash and CNN embeddings.
 
@@ -46,7 +47,7 @@ import pandas as pd
 
 from vlclean.datasets import RawDataset, folder_paths
 from vlclean.embeddings import Embedder
-from vlclean.copies import LOW_DETAIL, MIN_SIDE, copy_pairs, detail, pair_scores
+from vlclean.copies import BASE_LOW_DETAIL, LOW_DETAIL, MIN_SIDE, copy_pairs, detail, pair_scores
 from vlclean.encode import (EncodeOptions, crops_by_scale, encode_images, load_content_thumbnails, load_crop_hashes,
                             load_embeddings, load_features)
 from vlclean.features import compute_hashes, make_pool
@@ -221,7 +222,7 @@ def _confirmed(q: Side, b: Side, qi: np.ndarray, bi: np.ndarray, p: LeakParams) 
     dp, _, _ = _pair_distances(_hashes(q), _hashes(b), qi, bi)
     keep = dp <= p.confirm_phash_max
     if q.contents is not None and b.contents is not None and len(qi):
-        scored = _copy_matchable(q)[qi] & _copy_matchable(b)[bi]
+        scored = _copy_matchable(q)[qi] & _copy_matchable(b, base=q is not b)[bi]
         keep[scored] = pair_scores(q.contents, b.contents, qi[scored], bi[scored]) >= p.confirm_copy_min
     return keep
 
@@ -229,7 +230,7 @@ def _confirmed(q: Side, b: Side, qi: np.ndarray, bi: np.ndarray, p: LeakParams) 
 def _copy_pairs(q: Side, b: Side, p: LeakParams, same: bool) -> pd.DataFrame:
     if q.contents is None or b.contents is None:
         raise ParamsError("method 'copy' needs content thumbnails for both sides (run analyze, or drop the method)")
-    qv, bv = _copy_rows(q), _copy_rows(b)
+    qv, bv = _copy_rows(q), _copy_rows(b, base=not same)
     if len(qv) == 0 or len(bv) < (2 if same else 1):
         return pd.DataFrame({"qi": [], "bi": [], "method": []})
     found = copy_pairs(q.contents[qv], b.contents[qv if same else bv], min_score=p.copy_min_score, k=p.k,
@@ -239,21 +240,26 @@ def _copy_pairs(q: Side, b: Side, p: LeakParams, same: bool) -> pd.DataFrame:
     return pd.DataFrame({"qi": qi, "bi": bi, "method": "copy", "cs": found["score"].to_numpy()})
 
 
-def _copy_matchable(side: Side) -> np.ndarray:
+def _copy_matchable(side: Side, base: bool = False) -> np.ndarray:
     """The images the copy score applies to: valid, a shorter side of at least :data:`vlclean.copies.MIN_SIDE`
-    px, and detail (:func:`vlclean.copies.detail`) of at least :data:`vlclean.copies.LOW_DETAIL`."""
-    if "copy_matchable" not in side._memo:
+    px, and detail (:func:`vlclean.copies.detail`) of at least :data:`vlclean.copies.LOW_DETAIL`, or
+    :data:`vlclean.copies.BASE_LOW_DETAIL` as the ``base`` (train) of a test-train search."""
+    if "detail" not in side._memo:
         f = side.features
         ok = f["valid"].to_numpy(dtype=bool) & (np.minimum(f["width"].to_numpy(), f["height"].to_numpy()) >= MIN_SIDE)
+        d = np.zeros(len(ok), dtype=np.float32)
         rows = np.flatnonzero(ok)
         if side.contents is not None and len(rows):
-            ok[rows] = detail(side.contents[rows, 0]) >= LOW_DETAIL
-        side._memo["copy_matchable"] = ok
-    return side._memo["copy_matchable"]
+            d[rows] = detail(side.contents[rows, 0])
+        else:
+            d[rows] = np.inf
+        side._memo["detail"] = (ok, d)
+    ok, d = side._memo["detail"]
+    return ok & (d >= (BASE_LOW_DETAIL if base else LOW_DETAIL))
 
 
-def _copy_rows(side: Side) -> np.ndarray:
-    return np.flatnonzero(_copy_matchable(side))
+def _copy_rows(side: Side, base: bool = False) -> np.ndarray:
+    return np.flatnonzero(_copy_matchable(side, base))
 
 
 def _valid_rows(side: Side) -> np.ndarray:

@@ -242,7 +242,7 @@ class LeakParams(Section):
     confirm_phash_max: Bits = 12
     confirm_copy_min: Cosine = 0.90  # embedding pairs the copy score applies to (vlclean.copies.pair_scores)
     near_similarity: Cosine = 0.97
-    copy_min_score: Cosine = 0.90  # method copy: content-thumbnail correlation (vlclean.copies; photo seeds 0-5)
+    copy_min_score: Cosine = 0.90  # method copy: content-thumbnail correlation and edges (vlclean.copies; photo seeds 0-9)
     k: Annotated[int, Field(ge=1, le=1000)] = 10
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"  # faiss index for embeddings
     scopes: Annotated[list[LeakScope], Field(min_length=1, max_length=3)] = Field(
