@@ -425,6 +425,32 @@ def policy_export(tmp_path: Path) -> PolicyExport:
     return write_policy_export(tmp_path / "policyset" / "metadata.json")
 
 
+# -- the checkout's pipeline outputs are not the tests' to write ---------------------------------------
+_OUTPUT_DIRS = ("data", "models", "metrics", "plots", "dvclive", "reports")
+
+
+def _outputs_snapshot() -> dict[str, tuple[int, int]]:
+    out = {}
+    for d in _OUTPUT_DIRS:
+        for path in (REPO / d).rglob("*"):
+            if path.is_file():
+                st = path.stat()
+                out[str(path.relative_to(REPO))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _working_tree_left_alone():
+    """Tests write under their temporary folders only. A stage called without one of its output flags
+    writes to its default path, the checkout's own pipeline output (a test once rewrote
+    data/evaluate/predictions.csv, and `dvc status` then showed evaluate as changed)."""
+    before = _outputs_snapshot()
+    yield
+    after = _outputs_snapshot()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"the tests wrote into the checkout: {changed[:20]}"
+
+
 # -- hostile-input cases: time and peak memory per case (tests/hostile.py) ------------------------
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):

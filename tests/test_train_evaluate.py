@@ -173,7 +173,7 @@ def test_wandb_logs_training_test_metrics_and_cleaning_summary_offline(
     (tmp_path / "build_manifest.json").write_text(json.dumps(cleaning))
     assert evaluate.main(["--params", str(params), "--raw", str(digits / "raw"), "--model", str(out / "model.pt"),
                           "--labels", str(digits / "eval_labels.csv"), "--metrics", str(tmp_path / "eval.json"),
-                          "--plots", str(tmp_path / "plots"),
+                          "--plots", str(tmp_path / "plots"), "--predictions", str(tmp_path / "predictions.csv"),
                           "--cleaning_metrics", str(tmp_path / "build_manifest.json")]) == 0
 
     run_files = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
