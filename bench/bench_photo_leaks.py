@@ -15,8 +15,9 @@ same sets, scored against the same truth, and prints a paired comparison: copies
 other (McNemar's exact test on those), and false pairs of each.
 
 Usage: ``python bench/bench_photo_leaks.py --seeds 10 11 12 13 14 [--methods copy] [--copies 3] [--quick]
-[--baseline DIR] [--curve]``. ``--curve`` also prints the copy method's calibration curve: recall and pair
-precision per ``copy_min_score``, the copy method alone.
+[--baseline DIR] [--curve] [--misses]``. ``--curve`` also prints the copy method's calibration curve: recall
+and pair precision per ``copy_min_score``, the copy method alone. ``--misses`` lists the missed copies of
+detailed test images and the false pairs, by seed and file (a seed always draws the same set).
 """
 
 from __future__ import annotations
@@ -116,10 +117,25 @@ def outcomes(reports: dict[str, pd.DataFrame], truth: pd.DataFrame) -> pd.DataFr
     false = sorted(set().union(*found.values()) - set(keys))
     rows = pd.DataFrame({"kind": ["copy"] * len(keys) + ["false"] * len(false),
                          "transform": list(truth["transform"]) + [""] * len(false),
-                         "detailed": list(truth["test_detail"] >= LOW_DETAIL) + [False] * len(false)})
+                         "detailed": list(truth["test_detail"] >= LOW_DETAIL) + [False] * len(false),
+                         "test": [_short(t) for t, _ in keys + false], "train": [_short(b) for _, b in keys + false]})
     for name, pairs in found.items():
         rows[name] = [k in pairs for k in keys + false]
     return rows
+
+
+def _short(path: str) -> str:
+    """``split/class/file``: the same on every run of a seed (the sets lie in a fresh temporary folder)."""
+    return "/".join(Path(path).parts[-3:])
+
+
+def misses(rows: pd.DataFrame) -> str:
+    """Markdown: the copies of detailed test images this code missed and its false pairs, by seed (a seed
+    draws the same set every time, so each can be looked at again)."""
+    sel = rows[(rows["kind"] == "copy") & rows["detailed"] & ~rows["new"] | (rows["kind"] == "false") & rows["new"]]
+    return sel[["seed", "kind", "transform", "test", "train"]].replace({"kind": {"copy": "missed copy",
+                                                                               "false": "false pair"}}).to_markdown(
+        index=False)
 
 
 def paired(rows: pd.DataFrame) -> str:
@@ -188,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="another checkout of the project, run on the same sets for a paired comparison")
     ap.add_argument("--curve", action="store_true",
                     help="also the copy method's precision and recall per copy_min_score (calibration curve)")
+    ap.add_argument("--misses", action="store_true",
+                    help="also list the missed copies of detailed test images and the false pairs")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds = [10]
@@ -203,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncopy method alone, searched at {CURVE[0]}, per threshold (a point can hold pairs that a run at "
               "that threshold would not refine: candidates are refined within 0.12 of the search threshold):")
         print(curve_table(pd.concat([c for _, _, c in runs], ignore_index=True)).to_markdown(index=False))
+    if args.misses:
+        print("\nmissed copies of detailed test images, and false pairs (this code):")
+        print(misses(pd.concat([o for _, o, _ in runs], ignore_index=True)))
     return 0
 
 
