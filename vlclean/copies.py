@@ -110,7 +110,7 @@ REFINE_MARGIN = 0.12
 # many descriptor rows (a quarter of the height) left out, at every height that touches neither of the two
 # outer rows: text over the middle of a picture, which the top / bottom views cannot leave out (a band
 # at the edge would also excuse the new rows of a crop shifted up or down). On photo seeds 0-9 scoring
-# the band for pairs matched through the top / bottom views too found 3 more of 1,260 copies (2 captions)
+# the band for pairs matched through the top / bottom views too found 3 more of 1,260 copies (all captions)
 # and no more false pairs.
 BAND_ROWS = 3
 # ... and the score moves by EDGE_WEIGHT x (edge agreement - EDGE_PIVOT), at most EDGE_CLIP either way
@@ -369,12 +369,14 @@ def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame) -> np.ndarr
             i = int(np.argmax(scores := found @ target))
             best_w, best_d = cand[i], found[i]
             out[n] = max(out[n], float(scores[i]))
-        score = out[n] + _edge_term(best_d, target)
+        edge = _edge_term(best_d, target)
+        score = out[n] + edge
         # the whole view without one band of rows: a caption or logo across the middle of the picture
-        if v != 0:
+        if v != 0:  # the whole view at the same window
             best_d = descriptors(query[qi : qi + 1, qt], best_w[None])[0, 0]
             target = descriptors(base[bi : bi + 1, bt], whole)[0, 0]
-        out[n] = max(score, _without_band(best_d, target) + _edge_term(best_d, target))
+            edge = _edge_term(best_d, target)
+        out[n] = max(score, _without_band(best_d, target) + edge)
     return out
 
 
@@ -386,12 +388,14 @@ def edge_agreement(q: np.ndarray, t: np.ndarray, grid: int = GRID) -> float:
     """The worst correlation of two aligned descriptors over their four edge strips (:data:`EDGE_ROWS` deep):
     low where one image shows, along a side, what the other does not (a shifted or zoomed-out crop)."""
     qg, tg = q.reshape(grid, grid), t.reshape(grid, grid)
-    worst = 1.0
-    for part in (np.s_[:EDGE_ROWS, :], np.s_[-EDGE_ROWS:, :], np.s_[:, :EDGE_ROWS], np.s_[:, -EDGE_ROWS:]):
-        a, b = qg[part].ravel(), tg[part].ravel()
-        a, b = a - a.mean(), b - b.mean()
-        worst = min(worst, float(a @ b / max(1e-9, np.linalg.norm(a) * np.linalg.norm(b))))
-    return worst
+    parts = (np.s_[:EDGE_ROWS, :], np.s_[-EDGE_ROWS:, :], np.s_[:, :EDGE_ROWS], np.s_[:, -EDGE_ROWS:])
+    return min(_correlation(qg[part], tg[part]) for part in parts)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two equal-shaped arrays (0 where either is constant)."""
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    return float(a @ b / max(1e-12, float(np.linalg.norm(a) * np.linalg.norm(b))))
 
 
 def _without_band(q: np.ndarray, t: np.ndarray, grid: int = GRID) -> float:
@@ -403,7 +407,5 @@ def _without_band(q: np.ndarray, t: np.ndarray, grid: int = GRID) -> float:
     for r in range(2, grid - BAND_ROWS - 1):  # inside: an edge band would excuse a shifted crop's new rows
         keep = np.ones(grid, dtype=bool)
         keep[r : r + BAND_ROWS] = False
-        a, b = qg[keep].ravel(), tg[keep].ravel()
-        a, b = a - a.mean(), b - b.mean()
-        best = max(best, float(a @ b / max(1e-12, np.linalg.norm(a) * np.linalg.norm(b))) * shrink)
+        best = max(best, _correlation(qg[keep], tg[keep]) * shrink)
     return best
