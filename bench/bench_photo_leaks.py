@@ -7,8 +7,9 @@ standalone ``python -m stages.detect_leaks --train_dir ... --test_dir ...`` with
 
 Seeds 0-9 tuned ``detect_leaks.copy_min_score`` and ``confirm_copy_min`` and the constants of
 :mod:`vlclean.copies` (most on seeds 0-2; the thumbnail filter on 0-5; the edge term and the train-side
-detail floor on 0-9); the README reports seeds 30-34 and 40-44, which no tuning saw. Earlier tables (seeds 20-24, 10-14) were drawn by the previous generator, whose same-scene
-negatives could land on another test crop: the same seed now draws other sets.
+detail floor on 0-9); the README reports seeds 30-34 and 40-44, which no tuning saw. Earlier tables (seeds
+20-24, 10-14) were drawn by the previous generator, whose same-scene negatives could land on another test
+crop: the same seed now draws other sets.
 
 ``--baseline DIR`` also runs another checkout of this project (``git worktree add DIR <commit>``) on the
 same sets, scored against the same truth, and prints a paired comparison: copies found by one and not the
@@ -36,7 +37,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages import detect_leaks  # noqa: E402
-from vlclean.copies import LOW_DETAIL  # noqa: E402
+from vlclean.copies import LOW_DETAIL, REFINE_MARGIN  # noqa: E402
 from vlclean.photo_leaks import score_photo_leaks, write_photo_leak_set  # noqa: E402
 
 
@@ -219,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         print(paired(pd.concat([o for _, o, _ in runs], ignore_index=True)))
     if args.curve:
         print(f"\ncopy method alone, searched at {CURVE[0]}, per threshold (a point can hold pairs that a run at "
-              "that threshold would not refine: candidates are refined within 0.12 of the search threshold):")
+              f"that threshold would not refine: candidates are refined within {REFINE_MARGIN} of the search "
+              "threshold):")
         print(curve_table(pd.concat([c for _, _, c in runs], ignore_index=True)).to_markdown(index=False))
     if args.misses:
         print("\nmissed copies of detailed test images, and false pairs (this code):")
