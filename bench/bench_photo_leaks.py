@@ -133,10 +133,10 @@ def _short(path: str) -> str:
 def misses(rows: pd.DataFrame) -> str:
     """Markdown: the copies of detailed test images this code missed and its false pairs, by seed (a seed
     draws the same set every time, so each can be looked at again)."""
-    sel = rows[(rows["kind"] == "copy") & rows["detailed"] & ~rows["new"] | (rows["kind"] == "false") & rows["new"]]
-    return sel[["seed", "kind", "transform", "test", "train"]].replace({"kind": {"copy": "missed copy",
-                                                                               "false": "false pair"}}).to_markdown(
-        index=False)
+    missed = (rows["kind"] == "copy") & rows["detailed"] & ~rows["new"]
+    false = (rows["kind"] == "false") & rows["new"]
+    sel = rows.loc[missed | false, ["seed", "kind", "transform", "test", "train"]]
+    return sel.replace({"kind": {"copy": "missed copy", "false": "false pair"}}).to_markdown(index=False)
 
 
 def paired(rows: pd.DataFrame) -> str:
