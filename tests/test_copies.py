@@ -213,8 +213,9 @@ def test_the_search_proposes_a_caption_across_the_middle(tmp_path: Path, monkeyp
                                                          folder: str, test_name: str, copy_name: str,
                                                          transform: str) -> None:
     """Copies of tuning seeds 8 and 3 with text over the middle of the picture score 0.976 and 0.933 verified
-    directly, but the search through the whole content and its top / bottom views never proposed them (not
-    even from 0.55): the text is much of a small picture's structure. The search bands leave it out."""
+    directly, but the search through the whole content and its top / bottom views never proposed them (the
+    camera crop not even from 0.55): the text is much of a small picture's structure. The search bands leave
+    it out."""
     from vlclean.photo_leaks import write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path, seed=seed, copies=3)

@@ -101,9 +101,9 @@ _TRIM_MARGIN = 2
 # each side, lies within _TRIM_TOL of it) is trimmed through lines with _ALIEN_SHARE of their pixels on it: a pad
 # shrunk and re-encoded at JPEG q40 rings along the picture's edge, and the strict share stopped short of it,
 # leaving a sliver of pad (a gravel copy of tuning seed 6 at 100 px: 0.757, trimmed through: 1.045). A border
-# of a colour that the picture has keeps the strict share (the looser share for every colour also trimmed the
-# black sky off moon crops shifted into it: 2 more false pairs). On photo seeds 0-9 it found 2 more of 1,260
-# copies of detailed test images, and the same false pairs.
+# of a colour that the picture has keeps the strict share (an earlier trim through ringing of any colour, README,
+# also trimmed the black sky off moon crops shifted into it: 2 more false pairs). On photo seeds 0-9 it found 2
+# more of 1,260 copies of detailed test images, and the same false pairs.
 _ALIEN_MARGIN = 0.2
 _ALIEN_MAX = 0.01
 _ALIEN_SHARE = 0.8
