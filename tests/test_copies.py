@@ -114,7 +114,8 @@ def test_embedding_pairs_are_confirmed_by_the_copy_score(tmp_path: Path, photo: 
 def test_rotated_copies_of_fine_texture_score_as_copies(name: str) -> None:
     """A texture turned by 3-5 degrees (cropped to fill, as vlclean.photo_leaks does). Box-averaged thumbnails
     alias fine texture differently in the image and its turned copy: brick turned by 5 degrees scored 0.885
-    with them (0.909 with Lanczos thumbnails), gravel 0.937-0.947 (0.942-0.959)."""
+    with them (0.909 with Lanczos thumbnails), gravel 0.937-0.947 (0.942-0.959), all at FLAT_FLOOR 1.0; at 0.5,
+    with the edge term, brick 0.979-1.027 and gravel 1.021-1.043."""
     big = package_photographs([name])[name].convert("RGB")
     test_img = big.crop((100, 100, 356, 292))
     p = LeakParams()
@@ -153,13 +154,13 @@ def test_thumbnails_of_another_version_are_refused(tmp_path: Path) -> None:
 
 
 def test_edges_tell_a_zoomed_out_crop_from_a_padded_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pairs of tuning seed 6 of the photo leak sets (vlclean.photo_leaks). The plain correlation gets two
-    wrong: a crop of the retina photograph zoomed out around a test crop (a hard negative) scored 0.915, and a
-    padded copy of a cell micrograph 0.849. The edge strips disagree along the zoomed-out crop's new margin
-    and agree along every side of the copy: with them, 0.878 and 0.924. A caption across the middle of a
-    retina crop, matched best through the view without the bottom quarter, scored 0.898 (0.843 with the
-    edge term) while only pairs matched through the whole view tried leaving a band out; every pair tries
-    it now (1.014)."""
+    """Pairs of tuning seed 6 of the photo leak sets (vlclean.photo_leaks). The plain correlation cannot tell
+    a crop of the retina photograph zoomed out around a test crop (a hard negative) from a padded copy of a
+    cell micrograph: 0.917 and 0.939 (with FLAT_FLOOR 1.0 it got them the wrong way round, 0.915 and 0.849).
+    The edge strips disagree along the zoomed-out crop's new margin and agree along every side of the copy:
+    with them, 0.880 and 1.014. A caption across the middle of a retina crop, matched best through the view
+    without the bottom quarter, scored 0.898 (0.843 with the edge term, FLAT_FLOOR 1.0) while only pairs
+    matched through the whole view tried leaving a band out; every pair tries it now (1.016)."""
     from vlclean.photo_leaks import write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path, seed=6, copies=3)
@@ -178,10 +179,10 @@ def test_edges_tell_a_zoomed_out_crop_from_a_padded_copy(tmp_path: Path, monkeyp
 
     threshold = LeakParams().copy_min_score
     zoomed, padded, caption = scores()
-    assert zoomed < threshold <= min(padded, caption), (zoomed, padded, caption)
+    assert zoomed < threshold <= min(padded, caption) and padded - zoomed > 0.1, (zoomed, padded, caption)
     monkeypatch.setattr(copies, "EDGE_WEIGHT", 0.0)
     zoomed, padded, _ = scores()
-    assert padded < threshold <= zoomed, (zoomed, padded)  # what the plain correlation said
+    assert padded < threshold and abs(padded - zoomed) < 0.03, (zoomed, padded)  # what the plain correlation said
 
 
 def test_a_re_cropped_copy_smoother_than_its_test_image_is_matched(tmp_path: Path) -> None:
@@ -212,10 +213,10 @@ def test_a_re_cropped_copy_smoother_than_its_test_image_is_matched(tmp_path: Pat
 def test_the_search_proposes_a_caption_across_the_middle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int,
                                                          folder: str, test_name: str, copy_name: str,
                                                          transform: str) -> None:
-    """Copies of tuning seeds 8 and 3 with text over the middle of the picture score 0.976 and 0.933 verified
-    directly, but the search through the whole content and its top / bottom views never proposed them (the
-    camera crop not even from 0.55): the text is much of a small picture's structure. The search bands leave
-    it out."""
+    """Copies of tuning seeds 8 and 3 with text over the middle of the picture score 0.981 and 0.949 verified
+    directly (0.976 and 0.933 at FLAT_FLOOR 1.0), but the search through the whole content and its top /
+    bottom views never proposed them (the camera crop not even from 0.55, at FLAT_FLOOR 1.0): the text is much
+    of a small picture's structure. The search bands leave it out."""
     from vlclean.photo_leaks import write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path, seed=seed, copies=3)
@@ -234,7 +235,8 @@ def test_the_trim_goes_through_jpeg_ringing_of_a_pad_colour_the_picture_lacks(tm
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A padded gravel crop of tuning seed 6, shrunk to 100 px and re-encoded at low quality: JPEG rings along
     the picture's edge, a line there has fewer than 97 % of its pixels on the pad colour, and the strict trim
-    left a sliver of pad (0.757). The pad's colour is nowhere in the picture, so the trim goes through."""
+    left a sliver of pad (0.760; trimmed through, 1.048). The pad's colour is nowhere in the picture, so the trim
+    goes through."""
     from vlclean.photo_leaks import write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path, seed=6, copies=3)
@@ -251,3 +253,26 @@ def test_the_trim_goes_through_jpeg_ringing_of_a_pad_colour_the_picture_lacks(tm
     assert score() >= threshold
     monkeypatch.setattr(copies, "_ALIEN_SHARE", copies._TRIM_SHARE)
     assert score() < threshold
+
+
+def test_copies_of_a_low_contrast_photograph_score_as_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crop of the moon photograph (tuning seed 3; detail 3.2, just above LOW_DETAIL) and its letterboxed,
+    captioned and logo-marked copies: 0.965, 1.007 and 0.990. With FLAT_FLOOR 1.0 its descriptor cells, a
+    couple of grey levels apart, were damped to 0.817, 0.855 and 0.814, under any threshold that keeps shifted
+    crops out: the copies of such a photograph were missed whatever the edit."""
+    from vlclean.photo_leaks import write_photo_leak_set
+
+    s = write_photo_leak_set(tmp_path, seed=3, copies=3)
+    test_img = s.test_dir / "c12_moon" / "test_1.jpg"
+    names = ["copy_0099.jpg", "copy_0100.jpg", "copy_0101.jpg"]
+    truth = s.truth.set_index("train_path")
+    assert [(truth.loc[str(s.train_dir / "c12_moon" / n), "test_path"], truth.loc[str(s.train_dir / "c12_moon" / n),
+             "transform"]) for n in names] == [(str(test_img), t) for t in ("letterbox", "text", "logo")]
+    q = copies.copy_thumbnails(Image.open(test_img).convert("L"))[None]
+    b = np.stack([copies.copy_thumbnails(Image.open(s.train_dir / "c12_moon" / n).convert("L")) for n in names])
+    assert copies.LOW_DETAIL <= copies.detail(q[:, 0])[0] < 1.2 * copies.LOW_DETAIL
+    threshold = LeakParams().copy_min_score
+    assert list(copies.copy_pairs(q, b, min_score=threshold)["base_idx"]) == [0, 1, 2]
+    monkeypatch.setattr(copies, "FLAT_FLOOR", 1.0)
+    scores = copies.pair_scores(q, b, [0, 0, 0], [0, 1, 2])
+    assert scores.max() < 0.9, scores

@@ -240,9 +240,9 @@ class LeakParams(Section):
         default_factory=lambda: [0.9, 0.8])
     min_similarity: Cosine = 0.92
     confirm_phash_max: Bits = 12
-    confirm_copy_min: Cosine = 0.90  # embedding pairs the copy score applies to (vlclean.copies.pair_scores)
+    confirm_copy_min: Cosine = 0.94  # embedding pairs the copy score applies to (vlclean.copies.pair_scores)
     near_similarity: Cosine = 0.97
-    copy_min_score: Cosine = 0.90  # method copy: content-thumbnail correlation and edges (vlclean.copies; photo seeds 0-9)
+    copy_min_score: Cosine = 0.94  # method copy: content-thumbnail correlation and edges (vlclean.copies; photo seeds 0-9)
     k: Annotated[int, Field(ge=1, le=1000)] = 10
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"  # faiss index for embeddings
     scopes: Annotated[list[LeakScope], Field(min_length=1, max_length=3)] = Field(
