@@ -276,3 +276,30 @@ def test_copies_of_a_low_contrast_photograph_score_as_copies(tmp_path: Path, mon
     monkeypatch.setattr(copies, "FLAT_FLOOR", 1.0)
     scores = copies.pair_scores(q, b, [0, 0, 0], [0, 1, 2])
     assert scores.max() < 0.9, scores
+
+
+@pytest.mark.parametrize("seed,folder,test_name,copy_name,transform", [
+    (6, "c04_cell", "test_0.jpg", "copy_0024.png", "crop_offcentre"),
+    (8, "c12_moon", "test_1.jpg", "copy_0090.jpg", "crop_offcentre+resize_jpeg"),
+])
+def test_copies_trimmed_otherwise_than_their_test_image_match_frame_to_frame(tmp_path: Path, seed: int, folder: str,
+                                                                            test_name: str, copy_name: str,
+                                                                            transform: str) -> None:
+    """A micrograph with black edges of its own and a moon crop in its black sky (tuning seeds 6 and 8), each
+    re-cropped off centre through those margins: the copy trims otherwise than its test image, so neither
+    content matches the other's content or frame (0.70 and 0.84 at best), and only the two frames agree
+    (1.03 and 0.97). The search compares frames with frames where both images were trimmed."""
+    from vlclean.photo_leaks import write_photo_leak_set
+
+    s = write_photo_leak_set(tmp_path, seed=seed, copies=3)
+    test_img, copy_img = s.test_dir / folder / test_name, s.train_dir / folder / copy_name
+    truth = s.truth.set_index("train_path")
+    assert (truth.loc[str(copy_img), "test_path"], truth.loc[str(copy_img), "transform"]) == (str(test_img), transform)
+    q = copies.copy_thumbnails(Image.open(test_img).convert("L"))[None]
+    b = copies.copy_thumbnails(Image.open(copy_img).convert("L"))[None]
+    threshold = LeakParams().copy_min_score
+    assert len(copies._frame_rows(q)) == len(copies._frame_rows(b)) == 1  # both trimmed
+    for qt, bt in [(0, 0), (0, 1), (1, 0)]:  # content to content, content to frame, frame to content
+        assert copies.pair_scores(q[:, [qt, qt]], b[:, [bt, bt]], [0], [0])[0] < threshold - 0.05
+    assert copies.pair_scores(q[:, [1, 1]], b[:, [1, 1]], [0], [0])[0] >= threshold
+    assert list(copies.copy_pairs(q, b, min_score=threshold)["base_idx"]) == [0]

@@ -91,13 +91,13 @@ def test_params_are_validated() -> None:
 def test_copies_on_real_photographs_per_transform(tmp_path: Path) -> None:
     """Regression floors (not the targets) on report seed 10 of bench/bench_photo_leaks.py: re-crops,
     rotations, borders, captions and logos (alone and with resize + JPEG), with hard negatives.
-    Methods without the CNN (exact, perceptual, copy) keep it fast; measured on seed 10: recall 0.870
-    (120 of 138), 0.992 (119 of 120) over the copies of test images with detail, precision 1.0, every
-    transform >= 0.636 (the copies of its 18 nearly blank test images fall in three transforms). The miss is
-    a turned cell crop with a dark edge of its own, 0.920 through contents against copy_min_score 0.94 (the
-    code with FLAT_FLOOR 1.0 and copy_min_score 0.90, 36a40f6, found it: 121 and 120). The code before the
-    Lanczos thumbnails found 118 and 117 and fails the first two floors (README, "Leaks on real
-    photographs")."""
+    Methods without the CNN (exact, perceptual, copy) keep it fast; measured on seed 10: recall 0.877
+    (121 of 138), 1.0 (120 of 120) over the copies of test images with detail, precision 1.0, every
+    transform >= 0.636 (the copies of its 18 nearly blank test images fall in three transforms). The code
+    before frames were searched against frames (4b67d39) missed a turned cell crop with a dark edge of its
+    own, 0.920 in the search against copy_min_score 0.94 and 1.07 frame against frame, and fails the first
+    two floors (120 and 119); so does the code before the Lanczos thumbnails (118 and 117; README, "Leaks on
+    real photographs")."""
     from vlclean.photo_leaks import COPY_TRANSFORMS, score_photo_leaks, write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path / "photos", seed=10, copies=3)
@@ -107,7 +107,7 @@ def test_copies_on_real_photographs_per_transform(tmp_path: Path) -> None:
                               "--methods", "exact,perceptual,copy"]) == 0
     table = score_photo_leaks(pd.read_csv(out, keep_default_na=False), s.truth, s.negatives).set_index("row")
     every = table.loc["all"]
-    assert every["recall"] >= 0.865 and every["recall_detailed"] >= 0.99 and every["precision"] >= 0.97, table
+    assert every["recall"] >= 0.875 and every["recall_detailed"] >= 0.995 and every["precision"] >= 0.97, table
     assert (table.loc[list(COPY_TRANSFORMS), "recall"] >= 0.6).all(), table
 
 
