@@ -292,24 +292,28 @@ def copy_pairs(
     correlation of a base view with the same part of a query window (module doc), among each window's
     ``k`` nearest base views. ``query`` and ``base`` are ``(N, 2, side, side)`` (:func:`copy_thumbnails`):
     contents are matched against contents, and where a trim removed something, a query's frame against
-    base contents, query contents against a base's frame, and (both trimmed) frames against frames. ``same``: query and base are one set; each
-    pair ``i < j`` once."""
+    base contents, query contents against a base's frame, and (both trimmed) frames against frames.
+    ``same``: query and base are one set; each pair ``i < j`` once."""
     cols = {"query_idx": np.empty(0, np.int64), "base_idx": np.empty(0, np.int64), "score": np.empty(0, np.float32)}
     if len(query) == 0 or len(base) == 0:
         return pd.DataFrame(cols)
     opts = {"min_score": min_score - REFINE_MARGIN, "k": k, "index": index, "chunk": chunk}
     qf, bf = _frame_rows(query), _frame_rows(base)
-    frames = [_candidates(query[:, 0], base[:, 0], **opts).assign(qt=0, bt=0)]
-    if len(qf):
-        c = _candidates(query[qf, 1], base[:, 0], **opts)
-        frames.append(c.assign(query_idx=qf[c["query_idx"].to_numpy()], qt=1, bt=0))
-    if len(bf) and not same:  # within one set, i's content against j's frame is j's frame against i's content
-        c = _candidates(query[:, 0], base[bf, 1], **opts)
-        frames.append(c.assign(base_idx=bf[c["base_idx"].to_numpy()], qt=0, bt=1))
-    if len(qf) and len(bf):  # both trimmed, perhaps differently: frames against frames (module doc)
-        c = _candidates(query[qf, 1], base[bf, 1], **opts)
-        frames.append(c.assign(query_idx=qf[c["query_idx"].to_numpy()], base_idx=bf[c["base_idx"].to_numpy()],
-                               qt=1, bt=1))
+    # (query thumbnail, its rows, base thumbnail, its rows; None: every row). Within one set, i's content against
+    # j's frame is j's frame against i's content.
+    passes = [(0, None, 0, None), (1, qf, 0, None), (0, None, 1, bf[:0] if same else bf), (1, qf, 1, bf)]
+    frames = []
+    for qt, qrows, bt, brows in passes:
+        q = query[:, qt] if qrows is None else query[qrows, qt]
+        b = base[:, bt] if brows is None else base[brows, bt]
+        if len(q) == 0 or len(b) == 0:
+            continue
+        c = _candidates(q, b, **opts)
+        if qrows is not None:
+            c["query_idx"] = qrows[c["query_idx"].to_numpy()]
+        if brows is not None:
+            c["base_idx"] = brows[c["base_idx"].to_numpy()]
+        frames.append(c.assign(qt=qt, bt=bt))
     pairs = pd.concat(frames, ignore_index=True)
     if same:
         pairs = pairs[pairs["query_idx"] != pairs["base_idx"]]
