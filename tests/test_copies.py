@@ -115,7 +115,8 @@ def test_rotated_copies_of_fine_texture_score_as_copies(name: str) -> None:
     """A texture turned by 3-5 degrees (cropped to fill, as vlclean.photo_leaks does). Box-averaged thumbnails
     alias fine texture differently in the image and its turned copy: brick turned by 5 degrees scored 0.885
     with them (0.909 with Lanczos thumbnails), gravel 0.937-0.947 (0.942-0.959), all at FLAT_FLOOR 1.0; at 0.5,
-    with the edge term, brick 0.979-1.027 and gravel 1.021-1.043."""
+    with the edge term, brick 0.979-1.027 and gravel 1.021-1.043; windows sampled with a cubic spline, not
+    bilinearly, brick 1.015-1.043 and gravel 1.034-1.053."""
     big = package_photographs([name])[name].convert("RGB")
     test_img = big.crop((100, 100, 356, 292))
     p = LeakParams()
@@ -156,11 +157,12 @@ def test_thumbnails_of_another_version_are_refused(tmp_path: Path) -> None:
 def test_edges_tell_a_zoomed_out_crop_from_a_padded_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pairs of tuning seed 6 of the photo leak sets (vlclean.photo_leaks). The plain correlation cannot tell
     a crop of the retina photograph zoomed out around a test crop (a hard negative) from a padded copy of a
-    cell micrograph: 0.917 and 0.939 (with FLAT_FLOOR 1.0 it got them the wrong way round, 0.915 and 0.849).
-    The edge strips disagree along the zoomed-out crop's new margin and agree along every side of the copy:
-    with them, 0.880 and 1.014. A caption across the middle of a retina crop, matched best through the view
-    without the bottom quarter, scored 0.898 (0.843 with the edge term, FLAT_FLOOR 1.0) while only pairs
-    matched through the whole view tried leaving a band out; every pair tries it now (1.016)."""
+    cell micrograph: 0.912 and 0.949 with cubic sampling, either side of the threshold by under 0.03 (bilinear:
+    0.917 and 0.939, both under it; with FLAT_FLOOR 1.0 the wrong way round, 0.915 and 0.849). The edge strips
+    disagree along the zoomed-out crop's new margin and agree along every side of the copy: with them, 0.868
+    and 1.024. A caption across the middle of a retina crop, matched best through the view without the bottom
+    quarter, scored 0.898 (0.843 with the edge term, FLAT_FLOOR 1.0) while only pairs matched through the whole
+    view tried leaving a band out; every pair tries it now (1.016; 1.013 sampled with a cubic spline)."""
     from vlclean.photo_leaks import write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path, seed=6, copies=3)
@@ -182,7 +184,7 @@ def test_edges_tell_a_zoomed_out_crop_from_a_padded_copy(tmp_path: Path, monkeyp
     assert zoomed < threshold <= min(padded, caption) and padded - zoomed > 0.1, (zoomed, padded, caption)
     monkeypatch.setattr(copies, "EDGE_WEIGHT", 0.0)
     zoomed, padded, _ = scores()
-    assert padded < threshold and abs(padded - zoomed) < 0.03, (zoomed, padded)  # what the plain correlation said
+    assert abs(padded - zoomed) < 0.05, (zoomed, padded)  # what the plain correlation says: hardly apart
 
 
 def test_a_re_cropped_copy_smoother_than_its_test_image_is_matched(tmp_path: Path) -> None:
@@ -207,16 +209,16 @@ def test_a_re_cropped_copy_smoother_than_its_test_image_is_matched(tmp_path: Pat
 
 
 @pytest.mark.parametrize("seed,folder,test_name,copy_name,transform", [
-    (8, "c08_grass", "test_1.jpg", "copy_0064.jpg", "text"),
     (3, "c02_camera", "test_2.jpg", "copy_0022.jpg", "text+resize_jpeg"),
 ])
 def test_the_search_proposes_a_caption_across_the_middle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int,
                                                          folder: str, test_name: str, copy_name: str,
                                                          transform: str) -> None:
-    """Copies of tuning seeds 8 and 3 with text over the middle of the picture score 0.981 and 0.949 verified
-    directly (0.976 and 0.933 at FLAT_FLOOR 1.0), but the search through the whole content and its top /
-    bottom views never proposed them (the camera crop not even from 0.55, at FLAT_FLOOR 1.0): the text is much
-    of a small picture's structure. The search bands leave it out."""
+    """A copy of tuning seed 3 with text over the middle of the picture scores 0.959 verified directly (0.949
+    sampled bilinearly, 0.933 at FLAT_FLOOR 1.0), but the search through the whole content and its top / bottom
+    views never proposes it (not even from 0.55, at FLAT_FLOOR 1.0): the text is much of a small picture's
+    structure. The search bands leave it out. (A grass copy of seed 8 was the second case until windows were
+    sampled with a cubic spline: that search now proposes it without the bands.)"""
     from vlclean.photo_leaks import write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path, seed=seed, copies=3)
@@ -235,8 +237,8 @@ def test_the_trim_goes_through_jpeg_ringing_of_a_pad_colour_the_picture_lacks(tm
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A padded gravel crop of tuning seed 6, shrunk to 100 px and re-encoded at low quality: JPEG rings along
     the picture's edge, a line there has fewer than 97 % of its pixels on the pad colour, and the strict trim
-    left a sliver of pad (0.760; trimmed through, 1.048). The pad's colour is nowhere in the picture, so the trim
-    goes through."""
+    left a sliver of pad (0.760; trimmed through, 1.048, and 1.061 sampled with a cubic spline). The pad's colour
+    is nowhere in the picture, so the trim goes through."""
     from vlclean.photo_leaks import write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path, seed=6, copies=3)
@@ -257,9 +259,10 @@ def test_the_trim_goes_through_jpeg_ringing_of_a_pad_colour_the_picture_lacks(tm
 
 def test_copies_of_a_low_contrast_photograph_score_as_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crop of the moon photograph (tuning seed 3; detail 3.2, just above LOW_DETAIL) and its letterboxed,
-    captioned and logo-marked copies: 0.965, 1.007 and 0.990. With FLAT_FLOOR 1.0 its descriptor cells, a
-    couple of grey levels apart, were damped to 0.817, 0.855 and 0.814, under any threshold that keeps shifted
-    crops out: the copies of such a photograph were missed whatever the edit."""
+    captioned and logo-marked copies: 0.977, 1.010 and 0.996 (0.965, 1.007 and 0.990 sampled bilinearly). With
+    FLAT_FLOOR 1.0 its descriptor cells, a couple of grey levels apart, were damped to 0.817, 0.855 and 0.814,
+    under any threshold that keeps shifted crops out: the copies of such a photograph were missed whatever the
+    edit."""
     from vlclean.photo_leaks import write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path, seed=3, copies=3)
@@ -303,3 +306,43 @@ def test_copies_trimmed_otherwise_than_their_test_image_match_frame_to_frame(tmp
         assert copies.pair_scores(q[:, [qt, qt]], b[:, [bt, bt]], [0], [0])[0] < threshold - 0.05
     assert copies.pair_scores(q[:, [1, 1]], b[:, [1, 1]], [0], [0])[0] >= threshold
     assert list(copies.copy_pairs(q, b, min_score=threshold)["base_idx"]) == [0]
+
+
+def test_many_thumbnails_at_once_are_sampled_as_one_at_a_time() -> None:
+    """Descriptors of many thumbnails go through one sparse matrix per set of windows (copies._sampler), a single
+    thumbnail's through map_coordinates: the same cubic spline, so the same descriptors, for turned windows, views
+    and bands alike, on crops of real photographs."""
+    photos = package_photographs(["skimage/astronaut", "skimage/camera", "skimage/coffee", "skimage/brick"])
+    thumbs = np.stack([copies.copy_thumbnails(img.convert("L").crop((40, 30, 300, 250)))[0] for img in photos.values()])
+    windows = copies.query_windows()
+    assert len(thumbs) >= copies._SPARSE_MIN
+    for view, band in [((0.0, 1.0), None), ((0.25, 1.0), None), ((0.0, 1.0), (3, 7))]:
+        parts = copies.view_of(windows, view)
+        many = copies.descriptors(thumbs, parts, band=band)
+        one = np.concatenate([copies.descriptors(thumbs[i : i + 1], parts, band=band) for i in range(len(thumbs))])
+        assert np.abs(many - one).max() < 1e-4
+
+
+@pytest.mark.parametrize("seed,folder,copy_name,transform", [
+    (3, "c14_rocket", "copy_0115.jpg", "rotate+resize_jpeg"),
+    (6, "c04_cell", "copy_0025.jpg", "rotate"),
+])
+def test_turned_copies_sampled_with_a_cubic_spline_score_as_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  seed: int, folder: str, copy_name: str,
+                                                                  transform: str) -> None:
+    """Turned copies of tuning seeds 3 and 6 that windows sampled bilinearly scored under the threshold (0.929 and
+    0.920): bilinear sampling between pixels smooths by an amount that depends on where a point falls, and a turned
+    window's points fall off the pixel grid. Sampled with a cubic spline, 1.005 and 1.004."""
+    from vlclean.photo_leaks import write_photo_leak_set
+
+    s = write_photo_leak_set(tmp_path, seed=seed, copies=3)
+    copy_img = s.train_dir / folder / copy_name
+    row = s.truth.set_index("train_path").loc[str(copy_img)]
+    assert row["transform"] == transform
+    q, b = (copies.copy_thumbnails(Image.open(p).convert("L"))[None] for p in (row["test_path"], copy_img))
+    threshold = LeakParams().copy_min_score
+    assert copies.pair_scores(q, b, [0], [0])[0] >= threshold
+    assert len(copies.copy_pairs(q, b, min_score=threshold)) == 1
+    monkeypatch.setattr(copies, "SAMPLE_ORDER", 1)
+    monkeypatch.setattr(copies, "_SPARSE_MIN", 10**9)  # map_coordinates for every thumbnail, bilinear
+    assert copies.pair_scores(q, b, [0], [0])[0] < threshold
