@@ -7,10 +7,10 @@ standalone ``python -m stages.detect_leaks --train_dir ... --test_dir ...`` with
 
 Seeds 0-9 tuned ``detect_leaks.copy_min_score`` and ``confirm_copy_min`` and the constants of
 :mod:`vlclean.copies` (most on seeds 0-2; the thumbnail filter on 0-5; the edge term, the train-side detail
-floor, the search bands, the trim through JPEG ringing, the descriptor floor and frames against frames on
-0-9); the README reports seeds 30-34 and 40-44, which no tuning saw, and fresh seeds 50-54, 55-59, 60-69,
-70-74 and 75-84, each drawn to check one change against the code before it (60-69 first ran with that code
-alone; 75-84 checked a variant that was left out, with the code as it stands as the baseline).
+floor, the search bands, the trim through JPEG ringing, the descriptor floor, frames against frames and cubic
+sampling on 0-9); the README reports seeds 30-34 and 40-44, which no tuning saw, and fresh seeds 50-54,
+55-59, 60-69, 70-74 and 75-84, each drawn to check one change against the code before it (60-69 first ran
+with that code alone; 75-84 checked cubic sampling, and 60-74 were rerun once with it).
 Earlier tables (seeds 20-24, 10-14) were drawn by the previous generator, whose same-scene negatives could
 land on another test crop: the same seed now draws other sets.
 
