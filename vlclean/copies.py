@@ -51,6 +51,8 @@ whose 32 px thumbnails keep too little to align) are left to the other methods (
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -319,11 +321,16 @@ def _sampler(windows: np.ndarray, side: int, grid: int):  # -> scipy.sparse.csr_
     sum of spline coefficients (:func:`_spline_coefficients`): the 16 cubic weights of each of its 2 x 2 sample
     points, a quarter each. Points outside the thumbnail weigh nothing (black). Cached per set of windows: the
     search samples the same windows of every thumbnail."""
+    windows = np.ascontiguousarray(windows, dtype=np.float64)
+    return _sampler_of(windows.tobytes(), len(windows), side, grid)
+
+
+@functools.lru_cache(maxsize=16)
+def _sampler_of(key: bytes, count: int, side: int, grid: int):  # -> scipy.sparse.csr_matrix
+    """:func:`_sampler` of the windows ``np.frombuffer(key).reshape(count, 5)``."""
     from scipy import sparse
 
-    key = (windows.tobytes(), side, grid)
-    if key in _SAMPLERS:
-        return _SAMPLERS[key]
+    windows = np.frombuffer(key, dtype=np.float64).reshape(count, 5)
     ys, xs = _sample_points(windows, side, grid)
     # (W, grid, grid, 4) sample points per cell: cells in row-major order, each with its 2 x 2 points
     ys, xs = (a.reshape(len(windows), grid, 2, grid, 2).transpose(0, 1, 3, 2, 4).reshape(-1, 4) for a in (ys, xs))
@@ -340,15 +347,10 @@ def _sampler(windows: np.ndarray, side: int, grid: int):  # -> scipy.sparse.csr_
     wx = _cubic_weights(xs[:, :, None] - ix)
     cols = (mirror(iy)[:, :, :, None] * side + mirror(ix)[:, :, None, :]).reshape(len(ys), -1)
     data = (0.25 * wy[:, :, :, None] * wx[:, :, None, :]).reshape(len(ys), -1)
-    matrix = sparse.csr_matrix((data.ravel().astype(np.float32), np.clip(cols, 0, side * side - 1).ravel(),
-                                np.arange(0, data.size + 1, data.shape[1])), shape=(len(ys), side * side))
-    if len(_SAMPLERS) >= 16:
-        _SAMPLERS.pop(next(iter(_SAMPLERS)))
-    _SAMPLERS[key] = matrix
-    return matrix
+    return sparse.csr_matrix((data.ravel().astype(np.float32), np.clip(cols, 0, side * side - 1).ravel(),
+                              np.arange(0, data.size + 1, data.shape[1])), shape=(len(ys), side * side))
 
 
-_SAMPLERS: dict = {}
 _SPARSE_MIN = 2  # thumbnails at or above which descriptors go through a sampler (a single one: map_coordinates)
 _SPARSE_CELLS = 1 << 22  # descriptor cells sampled at a time (16 MB of float32)
 
