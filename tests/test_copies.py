@@ -347,3 +347,62 @@ def test_turned_copies_sampled_with_a_cubic_spline_score_as_copies(tmp_path: Pat
     monkeypatch.setattr(copies, "SAMPLE_ORDER", 1)
     monkeypatch.setattr(copies, "_SPARSE_MIN", 10**9)  # map_coordinates for every thumbnail, bilinear
     assert copies.pair_scores(q, b, [0], [0])[0] < threshold
+
+
+def test_windows_turn_in_the_pixels_of_a_photo_that_is_not_square(photo: Image.Image) -> None:
+    """A square thumbnail squeezes a 4:3 or 2:1 photo, and a turn of the photo is a shear in it: windows turned in
+    the thumbnail's own pixels matched a turned copy of a wide photo worst where its black corners are (2:1,
+    6 degrees: 0.994). Turned in the image's pixels (``query_aspect``, analyze's ``content_aspect``), 1.069."""
+    camera = package_photographs(["skimage/camera"])["skimage/camera"].convert("RGB").crop((0, 300, 400, 500)).resize(
+        (240, 120), Image.Resampling.LANCZOS)
+    gains = {}
+    for name, img in [("astronaut 4:3", photo), ("camera 2:1", camera)]:
+        w, h = img.size
+        for angle in (-6.0, 5.0):
+            copy = img.convert("RGB").rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
+            copy = jpeg(copy.resize((round(w * 0.6), round(h * 0.6)), Image.Resampling.LANCZOS), 50)
+            (q, aspect), (b, _) = (copies.copy_views(x.convert("L")) for x in (img, copy))
+            square = copies.pair_scores(q[None], b[None], [0], [0])[0]
+            turned = copies.pair_scores(q[None], b[None], [0], [0], query_aspect=np.array([[aspect, w / h]]))[0]
+            assert turned >= LeakParams().copy_min_score
+            gains[name, angle] = turned - square
+    assert min(gains.values()) > 0, gains
+    assert gains["camera 2:1", -6.0] > 0.05, gains
+
+
+def test_analyze_stores_the_aspect_inside_the_borders(tmp_path: Path, photo: Image.Image) -> None:
+    """The content thumbnail shows the part inside the pads: its aspect is the photo's, the frame's the canvas'."""
+    root = tmp_path / "imgs" / "a"
+    root.mkdir(parents=True)
+    padded(photo, (40, 10, 40, 10), (255, 255, 255)).save(root / "padded.png")
+    photo.save(root / "plain.png")
+    side = folder_side(tmp_path / "imgs", LeakParams(methods=["copy"]), test=True, embedder=None, workers=1)
+    f = side.features.set_index(side.paths)
+    plain, pad = str(root / "plain.png"), str(root / "padded.png")
+    assert f.loc[plain, "content_aspect"] == pytest.approx(200 / 150, rel=0.02)
+    assert f.loc[pad, "content_aspect"] == pytest.approx(200 / 150, rel=0.05)
+    assert f.loc[pad, "aspect_ratio"] == pytest.approx(280 / 170)
+
+
+@pytest.mark.parametrize("seed,test_name,copy_name", [
+    (1000, "c12_moon/test_0.jpg", "c05_clock/copy_0041.jpg"),
+    (1011, "c05_clock/test_2.jpg", "c12_moon/copy_0093.jpg"),
+])
+def test_the_corners_of_a_turned_copy_of_a_bare_photo_pair_with_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       seed: int, test_name: str, copy_name: str) -> None:
+    """Rotation tuning sets (every copy turned): a copy of a bare clock or moon crop turned with black corners, and
+    another test image of the same aspect. Its corners are all its structure, and a window turned at the right
+    aspect reads the same corners outside the query: 0.948 and 0.943 above the threshold. Capped by the correlation
+    of the cells inside (copies.INSIDE_SLACK): 0.385 and 0.477."""
+    from vlclean import photo_leaks
+
+    monkeypatch.setattr(photo_leaks, "COPY_TRANSFORMS", ("rotate", "rotate+resize_jpeg"))
+    s = photo_leaks.write_photo_leak_set(tmp_path, seed=seed, copies=3)
+    test_img = Image.open(s.test_dir / test_name)
+    (q, aspect), (b, _) = (copies.copy_views(Image.open(p).convert("L")) for p in (s.test_dir / test_name,
+                                                                                   s.train_dir / copy_name))
+    aspects = np.array([[aspect, test_img.width / test_img.height]])
+    threshold = LeakParams().copy_min_score
+    assert copies.pair_scores(q[None], b[None], [0], [0], query_aspect=aspects)[0] < threshold - 0.3
+    monkeypatch.setattr(copies, "INSIDE_SLACK", np.inf)
+    assert copies.pair_scores(q[None], b[None], [0], [0], query_aspect=aspects)[0] >= threshold

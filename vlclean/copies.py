@@ -23,8 +23,9 @@ less), centred and normalised, so a score is a normalised cross-correlation of a
 
 - each **query** (test) thumbnail is expanded into :func:`query_windows`: windows of 100, 92.5 and
   85 % of its width and of its height, at every position on a 3.75 % grid, each at -4, 0 and +4
-  degrees (243 windows; points outside read black, like the corners of a rotated copy): one of them
-  is the region a re-cropped or rotated copy shows;
+  degrees (243 windows; turned in the pixels of the image, whose width / height analyze stores as
+  ``content_aspect`` and ``aspect_ratio``; points outside read black, like the corners of a rotated copy, but
+  prove nothing alone: :data:`INSIDE_SLACK`): one of them is the region a re-cropped or rotated copy shows;
 - each **base** (train) thumbnail is compared through three :data:`VIEWS`: its whole content, and
   its content without the top or bottom quarter (where captions, logos and watermarks sit), each
   against the same part of every query window; and through four :data:`SEARCH_BANDS`, its whole content
@@ -134,6 +135,15 @@ STEP = 0.0375  # window positions: every 3.75 % of the content side
 # map_coordinates for every thumbnail, copy_pairs on seed 3 took 1.8x; through one sparse matrix per set of
 # windows (_sampler), shared by every thumbnail, 0.88x the bilinear code's time (4.86 s against 5.51 s).
 SAMPLE_ORDER = 3
+# Windows turn in the image's pixels, not in its square thumbnail's (_sample_points): a photo turned by 4 degrees
+# shows, in the thumbnail of a 4:3 original, its width turned by 5.3 and its height by 3.0, which no turned
+# square window matched. Tuned on rotation sets drawn for it (seeds 1000-1019 of vlclean.photo_leaks with every
+# copy turned, half of them resized and re-encoded; n = 2,385 copies of detailed test images), the copy method alone
+# at 0.94, with INSIDE_SLACK: misses fell from 37 to 25 (turned, resized and re-encoded: 21 to 11) and false pairs
+# from 30 to 27; on photo seeds 0-9 (n = 1,259) 1,255 copies found against 1,256, false pairs 10 against 8. The
+# search samples queries in classes of ASPECT_STEP in log (a turn of 4 degrees off by at most 0.02 degree);
+# classes of 0.05 made 6 more false pairs on the rotation sets (38): every extra look raises non-copies' best.
+ASPECT_STEP = 0.01
 # Views of the base: (top, bottom) fractions of its content height kept. The whole content, and the
 # content without its top or bottom quarter, where captions, logos and watermarks sit.
 VIEWS = ((0.0, 1.0), (0.25, 1.0), (0.0, 0.75))
@@ -163,6 +173,14 @@ EDGE_ROWS = 3
 EDGE_WEIGHT = 0.15
 EDGE_PIVOT = 0.4
 EDGE_CLIP = 0.5
+# A turned window reads black outside the query, as a copy turned with black corners shows; but with the right
+# aspect (ASPECT_STEP) those corners also match the corners of any turned copy of a nearly flat photo (a bare
+# wall), which are all its structure: such a copy of one test image paired with another at up to 0.995. So a
+# window with cells outside the query scores at most the correlation of its cells inside, plus this. On the
+# rotation tuning sets (ASPECT_STEP) at 0.94: false pairs 32 to 27, copies missed 23 to 25; photo seeds 0-9: the
+# same copies, false pairs 11 to 10. 0.3-0.4 scored alike; the minimum alone (0) missed 122 on the rotation sets,
+# and leaving out two more rows of cells around the outside (the high pass spreads the corners) did no better.
+INSIDE_SLACK = 0.35
 
 
 def content_box(gray: Image.Image) -> tuple[float, float, float, float]:
@@ -188,9 +206,11 @@ def content_box(gray: Image.Image) -> tuple[float, float, float, float]:
     return left / pw, top / ph, 1 - right / pw, 1 - bottom / ph
 
 
-def content_thumbnail(gray: Image.Image, side: int = CONTENT_SIDE) -> np.ndarray:
-    """``(side, side)`` uint8: the grey image inside its uniform borders, Lanczos-resampled (aspect not kept)."""
-    left, top, right, bottom = content_box(gray)
+def content_thumbnail(gray: Image.Image, side: int = CONTENT_SIDE,
+                      box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """``(side, side)`` uint8: the grey image inside its uniform borders (``box``, default :func:`content_box`),
+    Lanczos-resampled (aspect not kept)."""
+    left, top, right, bottom = content_box(gray) if box is None else box
     w, h = gray.size
     box = (left * w, top * h, right * w, bottom * h)
     return np.asarray(gray.resize((side, side), _RESAMPLE, box=box, reducing_gap=_REDUCING_GAP), dtype=np.uint8)
@@ -202,8 +222,17 @@ def copy_thumbnails(gray: Image.Image, side: int = CONTENT_SIDE) -> np.ndarray:
     The frame's serves images whose trim removed a flat margin of the photograph itself (a black
     edge, a white sky): the copy padded with another colour keeps that margin, so the test image's
     frame, not its content, is what the copy's content shows."""
+    return copy_views(gray, side)[0]
+
+
+def copy_views(gray: Image.Image, side: int = CONTENT_SIDE) -> tuple[np.ndarray, float]:
+    """:func:`copy_thumbnails` and the content's aspect: width / height, in pixels, of the part inside uniform
+    borders, which its windows turn in (:func:`descriptors`); the frame's is the image's."""
+    box = content_box(gray)
+    w, h = gray.size
     frame = np.asarray(gray.resize((side, side), _RESAMPLE, reducing_gap=_REDUCING_GAP), dtype=np.uint8)
-    return np.stack([content_thumbnail(gray, side), frame])
+    aspect = (box[2] - box[0]) * w / max(1e-9, (box[3] - box[1]) * h)
+    return np.stack([content_thumbnail(gray, side, box), frame]), float(aspect)
 
 
 def detail(thumbs: np.ndarray) -> np.ndarray:
@@ -231,26 +260,27 @@ def query_windows() -> np.ndarray:
     return np.array(out, dtype=np.float64)
 
 
-def view_of(windows: np.ndarray, view: tuple[float, float]) -> np.ndarray:
+def view_of(windows: np.ndarray, view: tuple[float, float], aspect: float = 1.0) -> np.ndarray:
     """The part ``view`` (top, bottom fractions) of each window, rotated with it: what a base view shows
-    when the whole window is the base's content."""
+    when the whole window is the base's content. ``aspect``: the query's width / height (:func:`descriptors`)."""
     top, bottom = view
     dy = ((top + bottom) / 2 - 0.5) * windows[:, 3]
     a = np.deg2rad(windows[:, 4])
     out = windows.copy()
-    out[:, 0] -= dy * np.sin(a)
+    out[:, 0] -= dy * np.sin(a) / aspect
     out[:, 1] += dy * np.cos(a)
     out[:, 3] *= bottom - top
     return out
 
 
 def descriptors(thumbs: np.ndarray, windows: np.ndarray, grid: int = GRID,
-                band: tuple[int, int] | None = None) -> np.ndarray:
+                band: tuple[int, int] | None = None, aspect: float = 1.0) -> np.ndarray:
     """``(N, W, grid * grid)`` float32 descriptors of each window of each thumbnail ``(N, S, S)`` uint8.
 
     A window is sampled (a cubic spline, :data:`SAMPLE_ORDER`) at ``2 grid`` x ``2 grid`` points (rotated about
-    its centre; points outside the thumbnail read black, as the corners of a rotated copy do), averaged 2 x 2,
-    centred and divided by ``sqrt(|x|^2 + P * FLAT_FLOOR^2)``. ``band``: descriptor rows ``[lo, hi)`` left out
+    its centre in the pixels of the image the thumbnails squeezed, ``aspect`` times as wide as high; points outside
+    the thumbnail read black, as the corners of a rotated copy do), averaged 2 x 2, centred and divided by
+    ``sqrt(|x|^2 + P * FLAT_FLOOR^2)``. ``band``: descriptor rows ``[lo, hi)`` left out
     (zero; the rest centred and normalised alone, :data:`SEARCH_BANDS`). Many thumbnails at once go through one
     sparse matrix per set of windows (:func:`_sampler`); a single one (a refinement's own windows) through
     ``scipy.ndimage.map_coordinates``, which gives the same cells to 1e-4 grey levels."""
@@ -263,9 +293,9 @@ def descriptors(thumbs: np.ndarray, windows: np.ndarray, grid: int = GRID,
         keep[band[0] : band[1]] = 0.0
     keep = keep.reshape(1, 1, p)
     out = np.empty((n, len(windows), p), dtype=np.float32)
-    sampler = _sampler(windows, side, grid) if n >= _SPARSE_MIN else None
+    sampler = _sampler(windows, side, grid, aspect) if n >= _SPARSE_MIN else None
     if sampler is None:
-        ys, xs = _sample_points(windows, side, grid)
+        ys, xs = _sample_points(windows, side, grid, aspect)
     step = max(1, _SPARSE_CELLS // max(1, len(windows) * p))
     for start in range(0, n, step):
         part = thumbs[start : start + step]
@@ -285,16 +315,18 @@ def descriptors(thumbs: np.ndarray, windows: np.ndarray, grid: int = GRID,
     return out
 
 
-def _sample_points(windows: np.ndarray, side: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
+def _sample_points(windows: np.ndarray, side: int, grid: int, aspect: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """``(ys, xs)``, each ``(W, 2 grid, 2 grid)``: where each window is sampled, in pixels of a ``side`` px
-    thumbnail. A point less than half a pixel outside reads the edge; further out, black."""
+    thumbnail of an image ``aspect`` times as wide as high (windows turn in the image's pixels: in the square
+    thumbnail of a 4:3 photo, a turn of 4 degrees turns its width by 5.3 and its height by 3.0). A point less
+    than half a pixel outside reads the edge; further out, black."""
     m = 2 * grid
     u = (np.arange(m) + 0.5) / m - 0.5
     cx, cy, sx, sy, a = (windows[:, i][:, None, None] for i in range(5))
     ca, sa = np.cos(np.deg2rad(a)), np.sin(np.deg2rad(a))
     px, py = u[None, None, :], u[None, :, None]
-    xs = np.broadcast_to((cx + px * sx * ca - py * sy * sa) * side - 0.5, (len(windows), m, m))
-    ys = np.broadcast_to((cy + px * sx * sa + py * sy * ca) * side - 0.5, (len(windows), m, m))
+    xs = np.broadcast_to((cx + px * sx * ca - py * sy * sa / aspect) * side - 0.5, (len(windows), m, m))
+    ys = np.broadcast_to((cy + px * sx * sa * aspect + py * sy * ca) * side - 0.5, (len(windows), m, m))
     xs = np.where(np.abs(xs - (side - 1) / 2) <= side / 2, np.clip(xs, 0, side - 1), xs)
     ys = np.where(np.abs(ys - (side - 1) / 2) <= side / 2, np.clip(ys, 0, side - 1), ys)
     return ys, xs
@@ -316,22 +348,22 @@ def _cubic_weights(t: np.ndarray) -> np.ndarray:
     return np.where(t < 1, 2 / 3 - t**2 + t**3 / 2, np.where(t < 2, (2 - t) ** 3 / 6, 0.0))
 
 
-def _sampler(windows: np.ndarray, side: int, grid: int):  # -> scipy.sparse.csr_matrix
+def _sampler(windows: np.ndarray, side: int, grid: int, aspect: float = 1.0):  # -> scipy.sparse.csr_matrix
     """``(W * grid * grid, side * side)``: each descriptor cell of each window (before the high pass) as a weighted
     sum of spline coefficients (:func:`_spline_coefficients`): the 16 cubic weights of each of its 2 x 2 sample
-    points, a quarter each. Points outside the thumbnail weigh nothing (black). Cached per set of windows: the
-    search samples the same windows of every thumbnail."""
+    points, a quarter each. Points outside the thumbnail weigh nothing (black). Cached per set of windows and
+    aspect: the search samples the same windows of every query of one aspect class (:func:`aspect_classes`)."""
     windows = np.ascontiguousarray(windows, dtype=np.float64)
-    return _sampler_of(windows.tobytes(), len(windows), side, grid)
+    return _sampler_of(windows.tobytes(), len(windows), side, grid, float(aspect))
 
 
 @functools.lru_cache(maxsize=16)
-def _sampler_of(key: bytes, count: int, side: int, grid: int):  # -> scipy.sparse.csr_matrix
+def _sampler_of(key: bytes, count: int, side: int, grid: int, aspect: float):  # -> scipy.sparse.csr_matrix
     """:func:`_sampler` of the windows ``np.frombuffer(key).reshape(count, 5)``."""
     from scipy import sparse
 
     windows = np.frombuffer(key, dtype=np.float64).reshape(count, 5)
-    ys, xs = _sample_points(windows, side, grid)
+    ys, xs = _sample_points(windows, side, grid, aspect)
     # (W, grid, grid, 4) sample points per cell: cells in row-major order, each with its 2 x 2 points
     ys, xs = (a.reshape(len(windows), grid, 2, grid, 2).transpose(0, 1, 3, 2, 4).reshape(-1, 4) for a in (ys, xs))
     inside = (ys >= 0) & (ys <= side - 1) & (xs >= 0) & (xs <= side - 1)
@@ -369,18 +401,22 @@ def _frame_rows(thumbs: np.ndarray) -> np.ndarray:
 
 def copy_pairs(
     query: np.ndarray, base: np.ndarray, *, min_score: float, k: int = 10, index: str = "auto", same: bool = False,
-    chunk: int = 64,
+    chunk: int = 64, query_aspect: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """``(query_idx, base_idx, score)`` of every query/base pair scoring at least ``min_score``: the best
     correlation of a base view with the same part of a query window (module doc), among each window's
     ``k`` nearest base views. ``query`` and ``base`` are ``(N, 2, side, side)`` (:func:`copy_thumbnails`):
     contents are matched against contents, and where a trim removed something, a query's frame against
     base contents, query contents against a base's frame, and (both trimmed) frames against frames.
-    ``same``: query and base are one set; each pair ``i < j`` once."""
+    ``same``: query and base are one set; each pair ``i < j`` once. ``query_aspect``: ``(N, 2)`` width / height of
+    the image parts the query's two thumbnails show (its content, its frame; ``None``: square), which its windows
+    turn in (:func:`descriptors`)."""
     cols = {"query_idx": np.empty(0, np.int64), "base_idx": np.empty(0, np.int64), "score": np.empty(0, np.float32)}
     if len(query) == 0 or len(base) == 0:
         return pd.DataFrame(cols)
     opts = {"min_score": min_score - REFINE_MARGIN, "k": k, "index": index, "chunk": chunk}
+    aspects = _aspects(query_aspect, len(query))
+    classes = aspect_classes(aspects)
     qf, bf = _frame_rows(query), _frame_rows(base)
     # (query thumbnail, its rows, base thumbnail, its rows; None: every row). Within one set, i's content against
     # j's frame is j's frame against i's content.
@@ -388,10 +424,11 @@ def copy_pairs(
     frames = []
     for qt, qrows, bt, brows in passes:
         q = query[:, qt] if qrows is None else query[qrows, qt]
+        qa = classes[:, qt] if qrows is None else classes[qrows, qt]
         b = base[:, bt] if brows is None else base[brows, bt]
         if len(q) == 0 or len(b) == 0:
             continue
-        c = _candidates(q, b, **opts)
+        c = _candidates(q, b, qa, **opts)
         if qrows is not None:
             c["query_idx"] = qrows[c["query_idx"].to_numpy()]
         if brows is not None:
@@ -403,7 +440,7 @@ def copy_pairs(
     if len(pairs) == 0:
         return pd.DataFrame(cols)
     pairs = _best_candidates(pairs)
-    pairs["score"] = refine(query, base, pairs)
+    pairs["score"] = refine(query, base, pairs, aspects)
     pairs = pairs[pairs["score"] >= min_score]
     if same:
         a, b = pairs["query_idx"].to_numpy(), pairs["base_idx"].to_numpy()
@@ -413,10 +450,12 @@ def copy_pairs(
         {"query_idx": np.int64, "base_idx": np.int64, "score": np.float32})
 
 
-def _candidates(query: np.ndarray, base: np.ndarray, *, min_score: float, k: int, index: str,
+def _candidates(query: np.ndarray, base: np.ndarray, aspect: np.ndarray, *, min_score: float, k: int, index: str,
                 chunk: int) -> pd.DataFrame:
     """``(query_idx, base_idx, score, window, view)``: each pair's best window and view among the faiss
-    neighbours (``(N, side, side)`` thumbnails, correlation >= ``min_score``), before refinement."""
+    neighbours (``(N, side, side)`` thumbnails, correlation >= ``min_score``), before refinement. ``aspect``: each
+    query's aspect class (:func:`aspect_classes`); queries are searched in order of it, so that a chunk's windows
+    are mostly sampled by one cached sampler."""
     from vlclean.search.embedding import embedding_pairs
 
     whole = np.array([[0.5, 0.5, 1.0, 1.0, 0.0]])
@@ -424,6 +463,7 @@ def _candidates(query: np.ndarray, base: np.ndarray, *, min_score: float, k: int
     frames = [pd.DataFrame({"query_idx": np.empty(0, np.int64), "base_idx": np.empty(0, np.int64),
                             "score": np.empty(0, np.float32), "window": np.empty(0, np.int64),
                             "view": np.empty(0, np.int64)})]
+    order = np.argsort(aspect, kind="stable")
     for v in range(len(VIEWS) + len(SEARCH_BANDS)):
         view, band = _view(v)
         views = descriptors(base, view_of(whole, view), band=band)[:, 0]
@@ -431,16 +471,16 @@ def _candidates(query: np.ndarray, base: np.ndarray, *, min_score: float, k: int
         if len(live) == 0:
             continue
         sel = _view_windows(windows, band)
-        parts = view_of(windows[sel], view)
         for start in range(0, len(query), chunk):
-            q = descriptors(query[start : start + chunk], parts, band=band).reshape(-1, views.shape[1])
+            rows = order[start : start + chunk]
+            q = _query_descriptors(query[rows], aspect[rows], windows[sel], view, band).reshape(-1, views.shape[1])
             qu, ok = _unit(q)
             if len(ok) == 0:
                 continue
             found = embedding_pairs(qu, unit, min_similarity=min_score, k=min(k, len(unit)), index=index)
             qrow, brow = ok[found["query_idx"].to_numpy()], live[found["base_idx"].to_numpy()]
             score = np.einsum("ij,ij->i", q[qrow], views[brow])
-            frames.append(pd.DataFrame({"query_idx": start + qrow // len(sel), "base_idx": brow,
+            frames.append(pd.DataFrame({"query_idx": rows[qrow // len(sel)], "base_idx": brow,
                                         "score": score.astype(np.float32), "window": sel[qrow % len(sel)],
                                         "view": v}))
     return _best_candidates(pd.concat(frames, ignore_index=True))
@@ -468,14 +508,44 @@ def _view_windows(windows: np.ndarray, band: tuple[int, int] | None) -> np.ndarr
     return np.arange(len(windows)) if band is None else np.flatnonzero(windows[:, 4] == 0)
 
 
-def pair_scores(query: np.ndarray, base: np.ndarray, qi: np.ndarray, bi: np.ndarray, chunk: int = 256) -> np.ndarray:
+def _query_descriptors(thumbs: np.ndarray, aspect: np.ndarray, windows: np.ndarray, view: tuple[float, float],
+                       band: tuple[int, int] | None) -> np.ndarray:
+    """``(N, W, P)`` descriptors of the part ``view`` of each window of each query thumbnail, turned at its aspect."""
+    out = np.empty((len(thumbs), len(windows), GRID * GRID), dtype=np.float32)
+    for a in np.unique(aspect):
+        rows = np.flatnonzero(aspect == a)
+        out[rows] = descriptors(thumbs[rows], view_of(windows, view, float(a)), band=band, aspect=float(a))
+    return out
+
+
+def _aspects(query_aspect: np.ndarray | None, n: int) -> np.ndarray:
+    """``(n, 2)`` float64 aspects of a query's thumbnails; 1 (square) where unknown (``None``, NaN, not positive)."""
+    if query_aspect is None:
+        return np.ones((n, len(THUMBS)))
+    a = np.asarray(query_aspect, dtype=np.float64)
+    if a.shape != (n, len(THUMBS)):
+        raise ValueError(f"query_aspect has shape {a.shape}, expected ({n}, {len(THUMBS)})")
+    return np.where(np.isfinite(a) & (a > 0), a, 1.0)
+
+
+def aspect_classes(aspect: np.ndarray) -> np.ndarray:
+    """Aspects rounded to a step of :data:`ASPECT_STEP` in log: the search samples a cached set of windows per class
+    (a turn of 4 degrees is off by at most 0.1 degree); refinement turns at the exact aspect."""
+    return np.exp(np.round(np.log(aspect) / ASPECT_STEP) * ASPECT_STEP)
+
+
+def pair_scores(query: np.ndarray, base: np.ndarray, qi: np.ndarray, bi: np.ndarray, chunk: int = 256,
+                query_aspect: np.ndarray | None = None) -> np.ndarray:
     """The copy score of given pairs (``query[qi[n]]`` vs ``base[bi[n]]``, ``(N, 2, side, side)`` each): the
     best window and view of every thumbnail combination, and the best through a search band, each refined
     (:func:`refine`); the better counts. Verifies pairs that
-    another search proposed (the embedding method's), with no threshold and no index."""
+    another search proposed (the embedding method's), with no threshold and no index. ``query_aspect``: as for
+    :func:`copy_pairs`."""
     qi, bi = np.asarray(qi, dtype=np.int64), np.asarray(bi, dtype=np.int64)
     if len(qi) == 0:
         return np.empty(0, dtype=np.float32)
+    aspects = _aspects(query_aspect, len(query))
+    classes = aspect_classes(aspects)
     whole = np.array([[0.5, 0.5, 1.0, 1.0, 0.0]])
     windows = query_windows()
     rows = []
@@ -487,8 +557,8 @@ def pair_scores(query: np.ndarray, base: np.ndarray, qi: np.ndarray, bi: np.ndar
         for v in range(len(VIEWS) + len(SEARCH_BANDS)):
             view, band = _view(v)
             sel = _view_windows(windows, band)
-            parts = view_of(windows[sel], view)
-            qd = np.stack([descriptors(query[uq, t], parts, band=band) for t in range(2)], axis=1)  # (Q, 2, W, P)
+            qd = np.stack([_query_descriptors(query[uq, t], classes[uq, t], windows[sel], view, band)
+                           for t in range(2)], axis=1)  # (Q, 2, W, P)
             bd = np.stack([descriptors(base[ub, t], view_of(whole, view), band=band)[:, 0] for t in range(2)], axis=1)
             s = np.einsum("nswp,ntp->nstw", qd[qpos], bd[bpos]).reshape(len(cq), -1)  # (pairs, qt * bt * W)
             best = s.argmax(axis=1)
@@ -500,17 +570,19 @@ def pair_scores(query: np.ndarray, base: np.ndarray, qi: np.ndarray, bi: np.ndar
     pairs = pd.concat(rows, ignore_index=True)
     pairs = pairs.assign(banded=pairs["view"] >= len(VIEWS)).sort_values("score", ascending=False)
     pairs = pairs.drop_duplicates(["n", "banded"]).sort_values(["n", "banded"])
-    scores = pd.Series(refine(query, base, pairs), index=pairs["n"].to_numpy())
+    scores = pd.Series(refine(query, base, pairs, aspects), index=pairs["n"].to_numpy())
     return scores.groupby(level=0).max().reindex(np.arange(len(qi))).to_numpy(dtype=np.float32)
 
 
-def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame) -> np.ndarray:
+def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame, aspects: np.ndarray | None = None) -> np.ndarray:
     """Score of each pair (``query_idx, base_idx, window, view, qt, bt``: thumbnails ``qt`` of the query and
     ``bt`` of the base) after two rounds of local search around its window (:data:`REFINE_MARGIN`;
     windows stay inside the query's content): the better of its view's correlation and the whole view's
     without one band (:data:`BAND_ROWS`), each moved by its edge agreement (:data:`EDGE_WEIGHT`). A pair
     proposed through a search band (:data:`SEARCH_BANDS`) is refined on that band's correlation and scored by
-    the whole view without one band alone."""
+    the whole view without one band alone. ``aspects``: ``(N, 2)`` of the query thumbnails (:func:`copy_pairs`;
+    ``None``: square); windows turn at the exact aspect."""
+    aspects = _aspects(aspects, len(query))
     windows = query_windows()
     out = np.asarray(pairs["score"].to_numpy(), dtype=np.float32).copy()
     whole = np.array([[0.5, 0.5, 1.0, 1.0, 0.0]])
@@ -519,6 +591,7 @@ def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame) -> np.ndarr
     cols = ["query_idx", "base_idx", "window", "view", "qt", "bt"]
     for n, (qi, bi, w, v, qt, bt) in enumerate(pairs[cols].itertuples(index=False)):
         view, band = _view(v)
+        aspect = float(aspects[qi, qt])
         target = descriptors(base[bi : bi + 1, bt], view_of(whole, view), band=band)[0, 0]
         best_w = windows[w]
         for shift, scale, turn in steps:
@@ -529,7 +602,7 @@ def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame) -> np.ndarr
             cand[:, 3] = np.clip(cand[:, 3], min(HEIGHTS), 1.0)
             cand[:, 0] = np.clip(cand[:, 0], cand[:, 2] / 2, 1 - cand[:, 2] / 2)
             cand[:, 1] = np.clip(cand[:, 1], cand[:, 3] / 2, 1 - cand[:, 3] / 2)
-            found = descriptors(query[qi : qi + 1, qt], view_of(cand, view), band=band)[0]
+            found = descriptors(query[qi : qi + 1, qt], view_of(cand, view, aspect), band=band, aspect=aspect)[0]
             i = int(np.argmax(scores := found @ target))
             best_w, best_d = cand[i], found[i]
             out[n] = max(out[n], float(scores[i]))
@@ -538,11 +611,22 @@ def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame) -> np.ndarr
         score = out[n] + edge if band is None else -np.inf
         # the whole view without one band of rows: a caption or logo across the middle of the picture
         if v != 0:  # the whole view at the same window
-            best_d = descriptors(query[qi : qi + 1, qt], best_w[None])[0, 0]
+            best_d = descriptors(query[qi : qi + 1, qt], best_w[None], aspect=aspect)[0, 0]
             target = descriptors(base[bi : bi + 1, bt], whole)[0, 0]
             edge = _edge_term(best_d, target)
         out[n] = max(score, _without_band(best_d, target) + edge)
+        inside = _inside_cells(best_w, query.shape[-1], aspect)
+        if not inside.all():  # the corners a turned window reads outside the query (INSIDE_SLACK)
+            out[n] = min(out[n], _correlation(best_d[inside], target[inside]) * float(
+                np.linalg.norm(best_d) * np.linalg.norm(target)) + edge + INSIDE_SLACK)
     return out
+
+
+def _inside_cells(window: np.ndarray, side: int, aspect: float, grid: int = GRID) -> np.ndarray:
+    """``(grid * grid,)`` bool: the descriptor cells of ``window`` whose sample points all lie inside the thumbnail."""
+    ys, xs = _sample_points(window[None], side, grid, aspect)
+    ok = (np.abs(ys - (side - 1) / 2) <= side / 2) & (np.abs(xs - (side - 1) / 2) <= side / 2)
+    return ok.reshape(grid, 2, grid, 2).all(axis=(1, 3)).ravel()
 
 
 def _edge_term(q: np.ndarray, t: np.ndarray) -> float:

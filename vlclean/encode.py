@@ -45,7 +45,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlclean import schema
-from vlclean.copies import CONTENT_SIDE, THUMBNAIL_VERSION, THUMBS, copy_thumbnails
+from vlclean.copies import CONTENT_SIDE, THUMBNAIL_VERSION, THUMBS, copy_views
 from vlclean.datasets import RawDataset
 from vlclean.datasets.raw import fingerprint
 from vlclean.embeddings import Embedder, InputSpec, prepare_input, read_embedding_shard, write_embedding_shard
@@ -86,7 +86,7 @@ def _encode_chunk(
         if m.gray is None or m.rgb is None:
             continue
         thumbs[i] = thumbnail(m.gray, thumbnail_side)
-        contents[i] = copy_thumbnails(m.gray, content_side)
+        contents[i], m.row["content_aspect"] = copy_views(m.gray, content_side)
         if input_spec is not None:
             model_inputs[i] = prepare_input(m.rgb, input_spec)
         if is_test and crop_scales:
@@ -172,7 +172,7 @@ def encode_dataset(
     index = raw.index()
     key = {"embedder": embedder_key, "draft": options.draft, "dtype": options.dtype, "blur_side": options.blur_side,
            "thumbnail_side": options.thumbnail_side, "crop_scales": list(options.crop_scales),
-           "content_side": options.content_side, "version": 6}
+           "content_side": options.content_side, "version": 7}
     work = Path(work_dir) / fingerprint(key)
     work.mkdir(parents=True, exist_ok=True)
     shards = raw.shards()

@@ -18,6 +18,8 @@ digest needs every pixel), and every column is derived from that one decode:
                   that scores are comparable across image sizes; low means blurry.
                   NaN for an image with a side shorter than 3 pixels.
 ``width, height`` oriented full size; ``aspect_ratio = width / height``; ``file_size = len(bytes)``.
+``content_aspect`` width / height of the part inside uniform borders (pads, letterbox bars), measured where
+                  the copy thumbnails are made (:func:`vlclean.copies.copy_views`); NaN elsewhere.
 
 Unreadable images are never dropped: they get ``valid=False``, the decoder's reason in ``error``,
 hashes 0, no ``pixel_md5``, stats NaN and size 0.
@@ -402,7 +404,7 @@ def _invalid_row(image_id: str, data: bytes, reason: str) -> dict[str, Any]:
         "image_id": image_id, "valid": False, "error": reason,
         "sha256": hashlib.sha256(data).hexdigest(), "pixel_md5": None, **_ZERO_HASHES,
         "brightness": nan, "blur": nan, "contrast": nan,
-        "width": 0, "height": 0, "aspect_ratio": nan, "file_size": len(data),
+        "width": 0, "height": 0, "aspect_ratio": nan, "content_aspect": nan, "file_size": len(data),
     }  # fmt: skip
 
 
@@ -456,7 +458,8 @@ def _measure_decoded(
         "sha256": hashlib.sha256(data).hexdigest(), "pixel_md5": hashlib.md5(rgb.tobytes()).hexdigest(),
         **_ZERO_HASHES,
         "brightness": brightness, "blur": blur_score(gray, side=blur_side), "contrast": contrast,
-        "width": width, "height": height, "aspect_ratio": width / height, "file_size": len(data),
+        "width": width, "height": height, "aspect_ratio": width / height, "content_aspect": float("nan"),
+        "file_size": len(data),
     }  # fmt: skip
     return row, prepare_small(gray, draft=draft)
 

@@ -223,7 +223,8 @@ def _confirmed(q: Side, b: Side, qi: np.ndarray, bi: np.ndarray, p: LeakParams) 
     keep = dp <= p.confirm_phash_max
     if q.contents is not None and b.contents is not None and len(qi):
         scored = _copy_matchable(q)[qi] & _copy_matchable(b, base=q is not b)[bi]
-        keep[scored] = pair_scores(q.contents, b.contents, qi[scored], bi[scored]) >= p.confirm_copy_min
+        keep[scored] = pair_scores(q.contents, b.contents, qi[scored], bi[scored],
+                                   query_aspect=_thumb_aspects(q)) >= p.confirm_copy_min
     return keep
 
 
@@ -234,10 +235,18 @@ def _copy_pairs(q: Side, b: Side, p: LeakParams, same: bool) -> pd.DataFrame:
     if len(qv) == 0 or len(bv) < (2 if same else 1):
         return pd.DataFrame({"qi": [], "bi": [], "method": []})
     found = copy_pairs(q.contents[qv], b.contents[qv if same else bv], min_score=p.copy_min_score, k=p.k,
-                       index=p.index, same=same)
+                       index=p.index, same=same, query_aspect=_thumb_aspects(q)[qv])
     qi = qv[found["query_idx"].to_numpy()]
     bi = (qv if same else bv)[found["base_idx"].to_numpy()]
     return pd.DataFrame({"qi": qi, "bi": bi, "method": "copy", "cs": found["score"].to_numpy()})
+
+
+def _thumb_aspects(side: Side) -> np.ndarray:
+    """``(N, 2)`` width / height of what each image's two copy thumbnails show: its content, its frame (NaN: the
+    copy method takes the thumbnail as square)."""
+    f = side.features
+    return np.stack([f["content_aspect"].to_numpy(dtype=np.float64), f["aspect_ratio"].to_numpy(dtype=np.float64)],
+                    axis=1)
 
 
 def _copy_matchable(side: Side, base: bool = False) -> np.ndarray:

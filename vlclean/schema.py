@@ -111,6 +111,7 @@ FEATURES: dict[str, pa.DataType] = {
     "width": pa.int32(),
     "height": pa.int32(),
     "aspect_ratio": pa.float32(),
+    "content_aspect": pa.float32(),  # width / height inside uniform borders (vlclean.copies.copy_views); NaN: not made
     "file_size": pa.int64(),
 }
 
