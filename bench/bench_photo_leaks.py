@@ -10,7 +10,9 @@ Seeds 0-9 tuned ``detect_leaks.copy_min_score`` and ``confirm_copy_min`` and the
 floor, the search bands, the trim through JPEG ringing, the descriptor floor, frames against frames and cubic
 sampling on 0-9); the README reports seeds 30-34 and 40-44, which no tuning saw, and fresh seeds 50-54,
 55-59, 60-69, 70-74 and 75-84, each drawn to check one change against the code before it (60-69 first ran
-with that code alone; 75-84 checked cubic sampling, and 60-74 were rerun once with it).
+with that code alone; 75-84 checked cubic sampling, and 60-74 were rerun once with it; 85-88 checked windows
+turned in the image's pixels). Rotation sets, seeds 1000-1019 with ``--transforms rotate rotate+resize_jpeg``
+(every copy turned), tuned ``ASPECT_STEP`` and ``INSIDE_SLACK``.
 Earlier tables (seeds 20-24, 10-14) were drawn by the previous generator, whose same-scene negatives could
 land on another test crop: the same seed now draws other sets.
 
@@ -19,9 +21,9 @@ same sets, scored against the same truth, and prints a paired comparison: copies
 other (McNemar's exact test on those), and false pairs of each.
 
 Usage: ``python bench/bench_photo_leaks.py --seeds 10 11 12 13 14 [--methods copy] [--copies 3] [--quick]
-[--baseline DIR] [--curve] [--misses]``. ``--curve`` also prints the copy method's calibration curve: recall
-and pair precision per ``copy_min_score``, the copy method alone. ``--misses`` lists the missed copies of
-detailed test images and the false pairs, by seed and file (a seed always draws the same set).
+[--baseline DIR] [--curve] [--misses] [--transforms T ...]``. ``--curve`` also prints the copy method's
+calibration curve: recall and pair precision per ``copy_min_score``, the copy method alone. ``--misses`` lists
+the missed copies of detailed test images and the false pairs, by seed and file (a seed always draws the same set).
 """
 
 from __future__ import annotations
@@ -41,15 +43,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages import detect_leaks  # noqa: E402
 from vlclean.copies import LOW_DETAIL, REFINE_MARGIN  # noqa: E402
-from vlclean.photo_leaks import score_photo_leaks, write_photo_leak_set  # noqa: E402
+from vlclean.photo_leaks import COPY_TRANSFORMS, score_photo_leaks, write_photo_leak_set  # noqa: E402
 
 
 def run_seed(seed: int, root: Path, methods: str | None, copies: int, baseline: Path | None = None,
-             curve: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+             curve: bool = False, transforms: tuple[str, ...] = COPY_TRANSFORMS,
+             ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """This code's score table for one seed, the per-copy / per-false-pair outcomes of this code and of
     ``baseline`` (a checkout run as a subprocess on the same folders), and the copy method's counts per
     threshold (``curve``)."""
-    s = write_photo_leak_set(root / f"seed{seed}", seed=seed, copies=copies)
+    s = write_photo_leak_set(root / f"seed{seed}", seed=seed, copies=copies, transforms=transforms)
     out = root / f"seed{seed}.csv"
     argv = ["--params", str(root / "no-params.yaml"), "--train_dir", str(s.train_dir), "--test_dir", str(s.test_dir),
             "--output", str(out)]
@@ -203,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13, 14])
     ap.add_argument("--methods", default=None, help="subset of exact,perceptual,embedding,copy (default: params)")
     ap.add_argument("--copies", type=int, default=3, help="copies per test image")
+    ap.add_argument("--transforms", nargs="+", default=None,
+                    help="copy transforms, cycled (default: all of vlclean.photo_leaks.COPY_TRANSFORMS)")
     ap.add_argument("--quick", action="store_true", help="seed 10 only (make bench: checks the bench runs)")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="another checkout of the project, run on the same sets for a paired comparison")
@@ -214,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seeds = [10]
     with tempfile.TemporaryDirectory(prefix="photo-leaks-") as tmp:
-        runs = [run_seed(s, Path(tmp), args.methods, args.copies, args.baseline, args.curve) for s in args.seeds]
+        transforms = tuple(args.transforms) if args.transforms else COPY_TRANSFORMS
+        runs = [run_seed(s, Path(tmp), args.methods, args.copies, args.baseline, args.curve, transforms)
+                for s in args.seeds]
     table = summarise(pd.concat([t for t, _, _ in runs], ignore_index=True))
     print(f"seeds {args.seeds}, methods {args.methods or 'default'}")
     print(table.to_markdown(index=False))

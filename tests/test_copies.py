@@ -388,16 +388,15 @@ def test_analyze_stores_the_aspect_inside_the_borders(tmp_path: Path, photo: Ima
     (1000, "c12_moon/test_0.jpg", "c05_clock/copy_0041.jpg"),
     (1011, "c05_clock/test_2.jpg", "c12_moon/copy_0093.jpg"),
 ])
-def test_the_corners_of_a_turned_copy_of_a_bare_photo_pair_with_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                       seed: int, test_name: str, copy_name: str) -> None:
+def test_the_corners_of_a_turned_copy_of_a_bare_photo_pair_with_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, test_name: str, copy_name: str) -> None:
     """Rotation tuning sets (every copy turned): a copy of a bare clock or moon crop turned with black corners, and
     another test image of the same aspect. Its corners are all its structure, and a window turned at the right
     aspect reads the same corners outside the query: 0.948 and 0.943 above the threshold. Capped by the correlation
     of the cells inside (copies.INSIDE_SLACK): 0.385 and 0.477."""
     from vlclean import photo_leaks
 
-    monkeypatch.setattr(photo_leaks, "COPY_TRANSFORMS", ("rotate", "rotate+resize_jpeg"))
-    s = photo_leaks.write_photo_leak_set(tmp_path, seed=seed, copies=3)
+    s = photo_leaks.write_photo_leak_set(tmp_path, seed=seed, copies=3, transforms=("rotate", "rotate+resize_jpeg"))
     test_img = Image.open(s.test_dir / test_name)
     (q, aspect), (b, _) = (copies.copy_views(Image.open(p).convert("L")) for p in (s.test_dir / test_name,
                                                                                    s.train_dir / copy_name))

@@ -139,11 +139,14 @@ SAMPLE_ORDER = 3
 # shows, in the thumbnail of a 4:3 original, its width turned by 5.3 and its height by 3.0, which no turned
 # square window matched. Tuned on rotation sets drawn for it (seeds 1000-1019 of vlclean.photo_leaks with every
 # copy turned, half of them resized and re-encoded; n = 2,385 copies of detailed test images), the copy method alone
-# at 0.94, with INSIDE_SLACK: misses fell from 37 to 25 (turned, resized and re-encoded: 21 to 11) and false pairs
-# from 30 to 27; on photo seeds 0-9 (n = 1,259) 1,255 copies found against 1,256, false pairs 10 against 8. The
-# search samples queries in classes of ASPECT_STEP in log (a turn of 4 degrees off by at most 0.02 degree);
-# classes of 0.05 made 6 more false pairs on the rotation sets (38): every extra look raises non-copies' best.
-ASPECT_STEP = 0.01
+# at 0.94, with INSIDE_SLACK: misses fell from 37 to 22 (turned, resized and re-encoded: 21 to 9) and false pairs
+# from 30 to 27; on photo seeds 0-9 (n = 1,259) 1,255 copies found against 1,256, false pairs 9 against 8. The
+# search samples queries in classes of ASPECT_STEP in log (a turn of 4 degrees off by at most 0.2 degree), and
+# refinement scores at the exact aspect only: a class's search score kept as a floor made 6 more false pairs on the
+# rotation sets at a step of 0.05 (every extra look raises a non-copy's best). Steps of 0.01-0.1 then score alike;
+# a sampler is built per class and view (65 ms each), so fewer classes cost less: copy_pairs on seed 3 (8 classes)
+# took 10.7 s against 6.9 s for the square windows, most of it those builds (at 0.01: 12.0 s).
+ASPECT_STEP = 0.1
 # Views of the base: (top, bottom) fractions of its content height kept. The whole content, and the
 # content without its top or bottom quarter, where captions, logos and watermarks sit.
 VIEWS = ((0.0, 1.0), (0.25, 1.0), (0.0, 0.75))
@@ -177,9 +180,10 @@ EDGE_CLIP = 0.5
 # aspect (ASPECT_STEP) those corners also match the corners of any turned copy of a nearly flat photo (a bare
 # wall), which are all its structure: such a copy of one test image paired with another at up to 0.995. So a
 # window with cells outside the query scores at most the correlation of its cells inside, plus this. On the
-# rotation tuning sets (ASPECT_STEP) at 0.94: false pairs 32 to 27, copies missed 23 to 25; photo seeds 0-9: the
-# same copies, false pairs 11 to 10. 0.3-0.4 scored alike; the minimum alone (0) missed 122 on the rotation sets,
-# and leaving out two more rows of cells around the outside (the high pass spreads the corners) did no better.
+# rotation tuning sets (ASPECT_STEP; classes of 0.01) at 0.94: false pairs 32 to 27, copies missed 23 to 25; photo
+# seeds 0-9: the same copies, false pairs 11 to 10. 0.3-0.4 scored alike; the minimum alone (0) missed 122 on the
+# rotation sets, and leaving out two more rows of cells around the outside (the high pass spreads the corners) did
+# no better.
 INSIDE_SLACK = 0.35
 
 
@@ -530,7 +534,7 @@ def _aspects(query_aspect: np.ndarray | None, n: int) -> np.ndarray:
 
 def aspect_classes(aspect: np.ndarray) -> np.ndarray:
     """Aspects rounded to a step of :data:`ASPECT_STEP` in log: the search samples a cached set of windows per class
-    (a turn of 4 degrees is off by at most 0.1 degree); refinement turns at the exact aspect."""
+    (a turn of 4 degrees is off by at most 0.2 degree); refinement turns at the exact aspect."""
     return np.exp(np.round(np.log(aspect) / ASPECT_STEP) * ASPECT_STEP)
 
 
@@ -584,7 +588,7 @@ def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame, aspects: np
     ``None``: square); windows turn at the exact aspect."""
     aspects = _aspects(aspects, len(query))
     windows = query_windows()
-    out = np.asarray(pairs["score"].to_numpy(), dtype=np.float32).copy()
+    out = np.full(len(pairs), -np.inf, dtype=np.float32)  # the start window is the first round's centre
     whole = np.array([[0.5, 0.5, 1.0, 1.0, 0.0]])
     steps = [(STEP / 2, 0.03, 2.0), (STEP / 4, 0.015, 1.0)]
     grid = np.array(np.meshgrid(*[[-1.0, 0.0, 1.0]] * 5, indexing="ij")).reshape(5, -1).T

@@ -242,7 +242,7 @@ class _Sampler:
 
 def write_photo_leak_set(
     root: str | Path, *, seed: int, tests_per_photo: int = 3, copies: int = 2, unrelated: int = 40,
-    photos: dict[str, Image.Image] | None = None,
+    photos: dict[str, Image.Image] | None = None, transforms: tuple[str, ...] = COPY_TRANSFORMS,
 ) -> PhotoLeakSet:
     """Write ``root/train`` and ``root/val`` ImageFolder trees (one class per photograph) and return
     the truth (module docstring). ``photos`` defaults to every package photograph of at least
@@ -282,7 +282,7 @@ def write_photo_leak_set(
             gray = Image.open(io.BytesIO(test_bytes)).convert("L")
             test_detail = round(float(detail(content_thumbnail(gray)[None])[0]), 3)
             for _ in range(copies):
-                transform = COPY_TRANSFORMS[k % len(COPY_TRANSFORMS)]
+                transform = transforms[k % len(transforms)]
                 data, ext = transform_copy(img, transform, rng)
                 truth.append((test_path, put(train_dir, cls, f"copy_{k:04d}", data, ext), transform, test_detail, box))
                 k += 1
