@@ -143,9 +143,10 @@ SAMPLE_ORDER = 3
 # from 30 to 27; on photo seeds 0-9 (n = 1,259) 1,255 copies found against 1,256, false pairs 9 against 8. The
 # search samples queries in classes of ASPECT_STEP in log (a turn of 4 degrees off by at most 0.2 degree), and
 # refinement scores at the exact aspect only: a class's search score kept as a floor made 6 more false pairs on the
-# rotation sets at a step of 0.05 (every extra look raises a non-copy's best). Steps of 0.01-0.1 then score alike;
-# a sampler is built per class and view (65 ms each), so fewer classes cost less: copy_pairs on seed 3 (8 classes)
-# took 10.7 s against 6.9 s for the square windows, most of it those builds (at 0.01: 12.0 s).
+# rotation sets at a step of 0.05 (every extra look raises a non-copy's best). Without it, steps of 0.05 and 0.1
+# scored alike (rotation sets: 22 misses, 27 false pairs each; seeds 0-9: 10 and 9 false pairs); a sampler is built
+# per class and view (65 ms each), so fewer classes cost less: copy_pairs on seed 3 (8 classes) took 10.7 s
+# against 6.9 s for the square windows, most of it those builds (0.01 with the floor: 12.0 s).
 ASPECT_STEP = 0.1
 # Views of the base: (top, bottom) fractions of its content height kept. The whole content, and the
 # content without its top or bottom quarter, where captions, logos and watermarks sit.
@@ -346,6 +347,11 @@ def _spline_coefficients(thumbs: np.ndarray) -> np.ndarray:
     return c.reshape(len(thumbs), -1).astype(np.float32)
 
 
+def _inside(ys: np.ndarray, xs: np.ndarray, side: int) -> np.ndarray:
+    """Which sample points (:func:`_sample_points`, edge points already clipped) read the thumbnail, not black."""
+    return (ys >= 0) & (ys <= side - 1) & (xs >= 0) & (xs <= side - 1)
+
+
 def _cubic_weights(t: np.ndarray) -> np.ndarray:
     """The cubic B-spline at ``t``."""
     t = np.abs(t)
@@ -370,7 +376,7 @@ def _sampler_of(key: bytes, count: int, side: int, grid: int, aspect: float):  #
     ys, xs = _sample_points(windows, side, grid, aspect)
     # (W, grid, grid, 4) sample points per cell: cells in row-major order, each with its 2 x 2 points
     ys, xs = (a.reshape(len(windows), grid, 2, grid, 2).transpose(0, 1, 3, 2, 4).reshape(-1, 4) for a in (ys, xs))
-    inside = (ys >= 0) & (ys <= side - 1) & (xs >= 0) & (xs <= side - 1)
+    inside = _inside(ys, xs, side)
     fy, fx = np.floor(ys).astype(np.int64), np.floor(xs).astype(np.int64)
     taps = np.arange(-1, 3)
 
@@ -629,8 +635,7 @@ def refine(query: np.ndarray, base: np.ndarray, pairs: pd.DataFrame, aspects: np
 def _inside_cells(window: np.ndarray, side: int, aspect: float, grid: int = GRID) -> np.ndarray:
     """``(grid * grid,)`` bool: the descriptor cells of ``window`` whose sample points all lie inside the thumbnail."""
     ys, xs = _sample_points(window[None], side, grid, aspect)
-    ok = (np.abs(ys - (side - 1) / 2) <= side / 2) & (np.abs(xs - (side - 1) / 2) <= side / 2)
-    return ok.reshape(grid, 2, grid, 2).all(axis=(1, 3)).ravel()
+    return _inside(ys, xs, side).reshape(grid, 2, grid, 2).all(axis=(1, 3)).ravel()
 
 
 def _edge_term(q: np.ndarray, t: np.ndarray) -> float:
