@@ -47,7 +47,7 @@ import pandas as pd
 
 from vlclean.datasets import RawDataset, folder_paths
 from vlclean.embeddings import Embedder
-from vlclean.copies import BASE_LOW_DETAIL, LOW_DETAIL, MIN_SIDE, copy_pairs, detail, pair_scores
+from vlclean.copies import BASE_LOW_DETAIL, BASE_MIN_SIDE, LOW_DETAIL, MIN_SIDE, copy_pairs, detail, pair_scores
 from vlclean.encode import (EncodeOptions, crops_by_scale, encode_images, load_content_thumbnails, load_crop_hashes,
                             load_embeddings, load_features)
 from vlclean.features import compute_hashes, make_pool
@@ -251,20 +251,24 @@ def _thumb_aspects(side: Side) -> np.ndarray:
 
 def _copy_matchable(side: Side, base: bool = False) -> np.ndarray:
     """The images the copy score applies to: valid, a shorter side of at least :data:`vlclean.copies.MIN_SIDE`
-    px, and detail (:func:`vlclean.copies.detail`) of at least :data:`vlclean.copies.LOW_DETAIL`, or
-    :data:`vlclean.copies.BASE_LOW_DETAIL` as the ``base`` (train) of a test-train search."""
+    px and detail (:func:`vlclean.copies.detail`) of at least :data:`vlclean.copies.LOW_DETAIL`, or
+    :data:`vlclean.copies.BASE_MIN_SIDE` px and :data:`vlclean.copies.BASE_LOW_DETAIL` as the ``base`` (train) of a
+    test-train search."""
     if "detail" not in side._memo:
         f = side.features
-        ok = f["valid"].to_numpy(dtype=bool) & (np.minimum(f["width"].to_numpy(), f["height"].to_numpy()) >= MIN_SIDE)
+        short = np.minimum(f["width"].to_numpy(), f["height"].to_numpy())
+        ok = f["valid"].to_numpy(dtype=bool) & (short >= min(MIN_SIDE, BASE_MIN_SIDE))
         d = np.zeros(len(ok), dtype=np.float32)
         rows = np.flatnonzero(ok)
         if side.contents is not None and len(rows):
             d[rows] = detail(side.contents[rows, 0])
         else:
             d[rows] = np.inf
-        side._memo["detail"] = (ok, d)
-    ok, d = side._memo["detail"]
-    return ok & (d >= (BASE_LOW_DETAIL if base else LOW_DETAIL))
+        side._memo["detail"] = (ok, short, d)
+    ok, short, d = side._memo["detail"]
+    if base:
+        return ok & (short >= BASE_MIN_SIDE) & (d >= BASE_LOW_DETAIL)
+    return ok & (short >= MIN_SIDE) & (d >= LOW_DETAIL)
 
 
 def _copy_rows(side: Side, base: bool = False) -> np.ndarray:
