@@ -187,22 +187,29 @@ def test_edges_tell_a_zoomed_out_crop_from_a_padded_copy(tmp_path: Path, monkeyp
     assert abs(padded - zoomed) < 0.05, (zoomed, padded)  # what the plain correlation says: hardly apart
 
 
+def planted_pair(tmp_path: Path, p: LeakParams, seed: int, folder: str, test_name: str, copy_name: str):
+    """Standalone sides (query, base) of one test image of photo leak set ``seed`` and its planted copy, each
+    alone in a folder."""
+    from vlclean.photo_leaks import write_photo_leak_set
+
+    s = write_photo_leak_set(tmp_path / "set", seed=seed, copies=3)
+    test_img, copy_img = s.test_dir / folder / test_name, s.train_dir / folder / copy_name
+    assert s.truth.set_index("train_path").loc[str(copy_img), "test_path"] == str(test_img)
+    for split, path in (("val", test_img), ("train", copy_img)):
+        (tmp_path / split / "c").mkdir(parents=True)
+        (tmp_path / split / "c" / path.name).write_bytes(path.read_bytes())
+    return (folder_side(tmp_path / "val", p, test=True, embedder=None, workers=1),
+            folder_side(tmp_path / "train", p, test=False, embedder=None, workers=1))
+
+
 def test_a_re_cropped_copy_smoother_than_its_test_image_is_matched(tmp_path: Path) -> None:
     """Detail is measured at the thumbnail's scale: the train copy of a retina crop (tuning seed 4) re-cropped
     to 80 % and shrunk has detail 2.1 where its test image has 5.9. Train images down to BASE_LOW_DETAIL
     take part, so it is found; under LOW_DETAIL for both sides it was not."""
     from vlclean.leaks import find_pairs
-    from vlclean.photo_leaks import write_photo_leak_set
 
-    s = write_photo_leak_set(tmp_path / "set", seed=4, copies=3)
-    test_img, copy_img = s.test_dir / "c13_retina" / "test_2.jpg", s.train_dir / "c13_retina" / "copy_0102.jpg"
-    assert s.truth.set_index("train_path").loc[str(copy_img), "test_path"] == str(test_img)
-    for folder, path in (("val", test_img), ("train", copy_img)):
-        (tmp_path / folder / "c").mkdir(parents=True)
-        (tmp_path / folder / "c" / path.name).write_bytes(path.read_bytes())
     p = LeakParams(methods=["copy"])
-    q = folder_side(tmp_path / "val", p, test=True, embedder=None, workers=1)
-    b = folder_side(tmp_path / "train", p, test=False, embedder=None, workers=1)
+    q, b = planted_pair(tmp_path, p, 4, "c13_retina", "test_2.jpg", "copy_0102.jpg")
     d = copies.detail(b.contents[:, 0])[0]
     assert copies.BASE_LOW_DETAIL <= d < copies.LOW_DETAIL <= copies.detail(q.contents[:, 0])[0]
     assert len(find_pairs(q, b, p, scope="test-train")) == 1
@@ -234,17 +241,9 @@ def test_the_search_proposes_a_shrunk_re_crop_of_fine_texture(tmp_path: Path, se
     window scores 0.73 and 0.70, where refinement reaches 1.05. The search starts REFINE_MARGIN below
     copy_min_score (0.70); from 0.78 (0.16) it never proposed them."""
     from vlclean.leaks import _thumb_aspects, find_pairs
-    from vlclean.photo_leaks import write_photo_leak_set
 
-    s = write_photo_leak_set(tmp_path / "set", seed=seed, copies=3)
-    test_img, copy_img = s.test_dir / "c01_brick" / "test_0.jpg", s.train_dir / "c01_brick" / "copy_0006.jpg"
-    assert s.truth.set_index("train_path").loc[str(copy_img), "test_path"] == str(test_img)
-    for folder, path in (("val", test_img), ("train", copy_img)):
-        (tmp_path / folder / "c").mkdir(parents=True)
-        (tmp_path / folder / "c" / path.name).write_bytes(path.read_bytes())
     p = LeakParams(methods=["copy"])
-    q = folder_side(tmp_path / "val", p, test=True, embedder=None, workers=1)
-    b = folder_side(tmp_path / "train", p, test=False, embedder=None, workers=1)
+    q, b = planted_pair(tmp_path, p, seed, "c01_brick", "test_0.jpg", "copy_0006.jpg")
     aspect = copies.aspect_classes(copies._aspects(_thumb_aspects(q), 1))[:, 0]
     best = copies._candidates(q.contents[:, 0], b.contents[:, 0], aspect, min_score=-1.0, k=1, index="flat", chunk=64)
     assert p.copy_min_score - copies.REFINE_MARGIN <= best["score"].max() < 0.78
