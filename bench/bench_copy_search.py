@@ -2,7 +2,8 @@
 
 Builds a photo leak set (:func:`vlclean.photo_leaks.write_photo_leak_set`; tuning seed 3 by default), makes
 the copy thumbnails once, and times ``copy_pairs`` (best of ``--repeat`` runs, one process) on the test
-images against the train images that take part in the copy method (``MIN_SIDE``, the detail floors):
+images against the train images that take part in the copy method (``MIN_SIDE`` and ``BASE_MIN_SIDE``, the
+detail floors):
 
 - **contents only**: every frame thumbnail replaced by its content thumbnail, so no image counts as
   trimmed and only contents are searched against contents (the baseline);
@@ -32,13 +33,14 @@ from vlclean.params import LeakParams  # noqa: E402
 from vlclean.photo_leaks import write_photo_leak_set  # noqa: E402
 
 
-def thumbnails(folder: Path, floor: float) -> np.ndarray:
-    """Copy thumbnails of the images under ``folder`` that take part in the copy method, from the grey image
-    that analyze decodes (:func:`vlclean.features.measure`)."""
+def thumbnails(folder: Path, floor: float, min_side: int) -> np.ndarray:
+    """Copy thumbnails of the images under ``folder`` that take part in the copy method (a shorter side of at
+    least ``min_side`` px, detail of at least ``floor``), from the grey image that analyze decodes
+    (:func:`vlclean.features.measure`)."""
     out = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         gray = measure(str(path), path.read_bytes()).gray
-        if min(gray.size) >= copies.MIN_SIDE:
+        if min(gray.size) >= min_side:
             out.append(copies.copy_thumbnails(gray))
     thumbs = np.stack(out)
     return thumbs[copies.detail(thumbs[:, 0]) >= floor]
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     threshold = LeakParams().copy_min_score
     with tempfile.TemporaryDirectory(prefix="copy-search-") as tmp:
         s = write_photo_leak_set(Path(tmp), seed=args.seed, copies=3)
-        query, base = thumbnails(s.test_dir, copies.LOW_DETAIL), thumbnails(s.train_dir, copies.BASE_LOW_DETAIL)
+        query = thumbnails(s.test_dir, copies.LOW_DETAIL, copies.MIN_SIDE)
+        base = thumbnails(s.train_dir, copies.BASE_LOW_DETAIL, copies.BASE_MIN_SIDE)
     flat_q, flat_b = query.copy(), base.copy()
     flat_q[:, 1], flat_b[:, 1] = flat_q[:, 0], flat_b[:, 0]
     base_s, base_found = best_time(flat_q, flat_b, threshold, repeat)

@@ -167,7 +167,10 @@ SEARCH_BANDS = ((1, 5), (3, 7), (5, 9), (7, 11))
 # 0.78 (0.16); their best search windows score 0.731 and 0.701, refined 1.052 and 1.045 (fine texture
 # decorrelates between the grid's windows). On photo seeds 0-9 0.24 finds the same copies with the same 9 false
 # pairs as 0.16, refining 172 candidates against 155 on seed 3 (0.28: 193, 0.32: 232; 0.12 at 0.94 lost 2 of
-# 1,260 copies there).
+# 1,260 copies there). Fresh seeds 119-143 (with BASE_MIN_SIDE; n = 2,991): 4 copies more, 1 fewer, the same false
+# pairs. The one lost is a caption whose only candidate at 0.78 came through a search band (0.967): at 0.70 a
+# whole-view window reaches the floor too (0.738) and _best_candidates keeps it instead, so the band's window is
+# never refined.
 REFINE_MARGIN = 0.24
 # After refinement, every pair is also scored through the whole view at its window with one band of this
 # many descriptor rows (a quarter of the height) left out, at every height that touches neither of the two
