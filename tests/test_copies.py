@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -103,7 +104,8 @@ def test_embedding_pairs_are_confirmed_by_the_copy_score(tmp_path: Path, photo: 
     q = folder_side(tmp_path / "val", p, test=True, embedder=None, workers=1)
     b = folder_side(tmp_path / "train", p, test=False, embedder=None, workers=1)
     names = [Path(x).name for x in b.paths]
-    qi, bi = np.zeros(3, dtype=np.int64), np.array([names.index(n) for n in ("letterbox.jpg", "caption.jpg", "shifted.jpg")])
+    bi = np.array([names.index(n) for n in ("letterbox.jpg", "caption.jpg", "shifted.jpg")])
+    qi = np.zeros(3, dtype=np.int64)
     dp, _, _ = _pair_distances(_hashes(q), _hashes(b), qi, bi)
     assert dp[0] > LeakParams().confirm_phash_max  # pHash would have dropped the letterboxed copy
     kept = _confirmed(q, b, qi, bi, LeakParams())
@@ -187,14 +189,17 @@ def test_edges_tell_a_zoomed_out_crop_from_a_padded_copy(tmp_path: Path, monkeyp
     assert abs(padded - zoomed) < 0.05, (zoomed, padded)  # what the plain correlation says: hardly apart
 
 
-def planted_pair(tmp_path: Path, p: LeakParams, seed: int, folder: str, test_name: str, copy_name: str):
-    """Standalone sides (query, base) of one test image of photo leak set ``seed`` and its planted copy, each
-    alone in a folder."""
+def planted_pair(tmp_path: Path, p: LeakParams, seed: int, folder: str, test_name: str, copy_name: str,
+                 copy: bool = True):
+    """Standalone sides (query, base) of one test image of photo leak set ``seed`` and its planted copy (``copy``;
+    else a train image that is not a copy of it), each alone in a folder."""
     from vlclean.photo_leaks import write_photo_leak_set
 
     s = write_photo_leak_set(tmp_path / "set", seed=seed, copies=3)
     test_img, copy_img = s.test_dir / folder / test_name, s.train_dir / folder / copy_name
-    assert s.truth.set_index("train_path").loc[str(copy_img), "test_path"] == str(test_img)
+    assert copy_img.exists()
+    truth = s.truth.set_index("train_path")["test_path"]
+    assert (truth.get(str(copy_img)) == str(test_img)) == copy
     for split, path in (("val", test_img), ("train", copy_img)):
         (tmp_path / split / "c").mkdir(parents=True)
         (tmp_path / split / "c" / path.name).write_bytes(path.read_bytes())
@@ -249,6 +254,46 @@ def test_the_search_proposes_a_shrunk_re_crop_of_fine_texture(tmp_path: Path, se
     assert p.copy_min_score - copies.REFINE_MARGIN <= best["score"].max() < 0.78
     found = find_pairs(q, b, p, scope="test-train")
     assert len(found) == 1
+
+
+def _candidate_views(q, b, p: LeakParams) -> dict[bool, float]:
+    """The copy search's best score of a one-image pair through a whole view (False) and a search band (True)."""
+    from vlclean.leaks import _thumb_aspects
+
+    aspect = copies.aspect_classes(copies._aspects(_thumb_aspects(q), 1))
+    floor = p.copy_min_score - copies.REFINE_MARGIN
+    found = pd.concat([copies._candidates(q.contents[:, qt], b.contents[:, bt], aspect[:, qt], min_score=floor, k=10,
+                                          index="flat", chunk=64) for qt in (0, 1) for bt in (0, 1)])
+    return found.groupby(found["view"] >= len(copies.VIEWS))["score"].max().to_dict()
+
+
+def test_a_banded_candidate_is_refined_beside_a_whole_view_one_under_the_old_floor(tmp_path: Path) -> None:
+    """A clock crop with a caption, shrunk and re-encoded (fresh seed 139, lost when the search moved from 0.78 to
+    0.70): its search-band window scores 0.99, and from 0.70 a whole-view window reaches the floor too (0.74). A
+    whole-view window under min_score - VIEW_FIRST_MARGIN does not displace the banded one: both are refined."""
+    from vlclean.leaks import find_pairs
+
+    p = LeakParams(methods=["copy"])
+    q, b = planted_pair(tmp_path, p, 139, "c05_clock", "test_1.jpg", "copy_0046.jpg")
+    best = _candidate_views(q, b, p)
+    assert best[False] < p.copy_min_score - copies.VIEW_FIRST_MARGIN <= best[True]
+    assert len(find_pairs(q, b, p, scope="test-train")) == 1
+
+
+def test_a_whole_view_window_from_the_old_floor_is_refined_alone(tmp_path: Path) -> None:
+    """A zoomed-out rocket crop of tuning seed 7, not a copy: its whole-view window scores 0.83, its banded one 0.91
+    and, refined, 0.98 (a band excuses the rows a zoom-out adds). Refining the banded candidate of every pair made
+    it a false pair (and 8 more on fresh seeds 119-143); with a whole-view window from min_score -
+    VIEW_FIRST_MARGIN, only that is refined."""
+    from vlclean.leaks import _thumb_aspects, find_pairs
+
+    p = LeakParams(methods=["copy"])
+    q, b = planted_pair(tmp_path, p, 7, "c14_rocket", "test_2.jpg", "neg_zoom_0114.jpg", copy=False)
+    best = _candidate_views(q, b, p)
+    assert best[False] >= p.copy_min_score - copies.VIEW_FIRST_MARGIN
+    both = copies.pair_scores(q.contents, b.contents, [0], [0], query_aspect=_thumb_aspects(q))[0]
+    assert both >= p.copy_min_score  # refined through its band too, it would pass
+    assert len(find_pairs(q, b, p, scope="test-train")) == 0
 
 
 @pytest.mark.parametrize("seed,folder,test_name,copy_name,transform", [
