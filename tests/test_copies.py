@@ -321,6 +321,20 @@ def test_the_search_proposes_a_caption_across_the_middle(tmp_path: Path, monkeyp
     assert copies.pair_scores(q, b, [0], [0])[0] >= threshold  # the pair is a copy: only the search missed it
 
 
+def test_the_trim_goes_through_ringing_of_a_grey_pad_the_picture_barely_has(tmp_path: Path) -> None:
+    """A china crop padded with light grey, shrunk to 124 px and re-encoded (fresh seed 141): that grey covers 2.9 %
+    of the picture's middle, and JPEG ringing leaves 85-94 % of a pad line on it, under the strict share. Up to
+    _ALIEN_MAX of the middle, a pad colour counts as one the picture lacks: all four sides are trimmed and the copy
+    is found (at 0.01 two sides kept their pad, and it was missed)."""
+    from vlclean.leaks import find_pairs
+
+    p = LeakParams(methods=["copy"])
+    q, b = planted_pair(tmp_path, p, 141, "c15_china", "test_1.jpg", "copy_0104.jpg")
+    left, top, right, bottom = copies.content_box(Image.open(b.paths[0]).convert("L"))
+    assert min(left, top, 1 - right, 1 - bottom) > 0
+    assert len(find_pairs(q, b, p, scope="test-train")) == 1
+
+
 def test_the_trim_goes_through_jpeg_ringing_of_a_pad_colour_the_picture_lacks(tmp_path: Path,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A padded gravel crop of tuning seed 6, shrunk to 100 px and re-encoded at low quality: JPEG rings along

@@ -121,9 +121,13 @@ _TRIM_MARGIN = 2
 # leaving a sliver of pad (a gravel copy of tuning seed 6 at 100 px: 0.757, trimmed through: 1.045). A border
 # of a colour that the picture has keeps the strict share (an earlier trim through ringing of any colour, README,
 # also trimmed the black sky off moon crops shifted into it: 2 more false pairs). On photo seeds 0-9 it found 2
-# more of 1,260 copies of detailed test images, and the same false pairs.
+# more of 1,260 copies of detailed test images, and the same false pairs. _ALIEN_MAX was 0.01: 4 of the 9 pad + resize +
+# JPEG copies missed on fresh seeds 119-151 kept a sliver of a grey pad whose grey also covers 1.3-6.9 % of the
+# picture's middle (ringing left 83-96 % of a line on it). At 0.08 (0.03 and 0.05 trimmed 2 of them) all 4 are
+# found; on photo seeds 0-9 every 0.01-0.08 found the same copies and false pairs, and on fresh seeds 169-178
+# (n = 1,209, the copy method alone, run once) 0.08 found 1 more (a padded copy) and the same 11 false pairs.
 _ALIEN_MARGIN = 0.2
-_ALIEN_MAX = 0.01
+_ALIEN_MAX = 0.08
 _ALIEN_SHARE = 0.8
 
 WIDTHS = (1.0, 0.925, 0.85)  # window sizes, fractions of the query's content width ...
