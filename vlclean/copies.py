@@ -123,8 +123,8 @@ _TRIM_MARGIN = 2
 # also trimmed the black sky off moon crops shifted into it: 2 more false pairs). On photo seeds 0-9 it found 2
 # more of 1,260 copies of detailed test images, and the same false pairs. _ALIEN_MAX was 0.01: 4 of the 9 pad + resize +
 # JPEG copies missed on fresh seeds 119-151 kept a sliver of a grey pad whose grey also covers 1.3-6.9 % of the
-# picture's middle (ringing left 83-96 % of a line on it). At 0.08 (0.03 and 0.05 trimmed 2 of them) all 4 are
-# found; on photo seeds 0-9 every 0.01-0.08 found the same copies and false pairs, and on fresh seeds 169-178
+# picture's middle (ringing left 83-96 % of a line on it). At 0.08 all 4 are found (at 0.03 and 0.05,
+# 2 of them); on photo seeds 0-9 every 0.01-0.08 found the same copies and false pairs, and on fresh seeds 169-178
 # (n = 1,209, the copy method alone, run once) 0.08 found 1 more (a padded copy) and the same 11 false pairs.
 _ALIEN_MARGIN = 0.2
 _ALIEN_MAX = 0.08
@@ -471,11 +471,7 @@ def copy_pairs(
         pairs = pairs[pairs["query_idx"] != pairs["base_idx"]]
     if len(pairs) == 0:
         return pd.DataFrame(cols)
-    pairs = _best_candidates(pairs)
-    banded = pairs["view"] >= len(VIEWS)
-    viewed = (~banded & (pairs["score"] >= min_score - VIEW_FIRST_MARGIN)).groupby(
-        [pairs["query_idx"], pairs["base_idx"]]).transform("any")
-    pairs = pairs[~(banded & viewed)].copy()  # VIEW_FIRST_MARGIN
+    pairs = _to_refine(_best_candidates(pairs), min_score)
     pairs["score"] = refine(query, base, pairs, aspects)
     pairs = pairs[pairs["score"] >= min_score]
     if same:
@@ -527,6 +523,15 @@ def _best_candidates(pairs: pd.DataFrame) -> pd.DataFrame:
     (:data:`VIEW_FIRST_MARGIN` decides which :func:`copy_pairs` refines)."""
     banded = pairs.assign(banded=pairs["view"] >= len(VIEWS)).sort_values("score", ascending=False, kind="stable")
     return banded.drop_duplicates(["query_idx", "base_idx", "banded"]).drop(columns="banded")
+
+
+def _to_refine(pairs: pd.DataFrame, min_score: float) -> pd.DataFrame:
+    """The candidates of :func:`_best_candidates` that are refined: a pair's search-band candidate is dropped where
+    its whole-view one scores at least ``min_score -`` :data:`VIEW_FIRST_MARGIN`."""
+    banded = pairs["view"] >= len(VIEWS)
+    viewed = (~banded & (pairs["score"] >= min_score - VIEW_FIRST_MARGIN)).groupby(
+        [pairs["query_idx"], pairs["base_idx"]]).transform("any")
+    return pairs[~(banded & viewed)].copy()
 
 
 def _view(v: int) -> tuple[tuple[float, float], tuple[int, int] | None]:
