@@ -16,7 +16,7 @@ with that code alone, 119-143 the train side down to 48 px and the search from 0
 candidates of every pair refined, from which the README reads off ``VIEW_FIRST_MARGIN``; seeds 169-188 checked
 that rule and the pad trim with the copy method alone, and then ran here with that code; 189-212 with
 ``--transforms pad+resize_jpeg`` and 213-236 with ``--transforms rotate+resize_jpeg text+resize_jpeg`` drew the
-weakest transforms alone, with the copy method alone). Rotation
+weakest transforms in sets of their own, copy method alone). Rotation
 sets, seeds 1000-1019 with ``--transforms rotate rotate+resize_jpeg`` (every copy turned), tuned ``ASPECT_STEP``
 and ``INSIDE_SLACK``.
 Earlier tables (seeds 20-24, 10-14) were drawn by the previous generator, whose same-scene negatives could
